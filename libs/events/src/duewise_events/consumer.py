@@ -1,0 +1,269 @@
+"""Consumer side: at least once on the wire, exactly once in effect.
+
+For each record: one database transaction holds {inbox row (consumer, event id) + the
+handler's effect}; only after it commits is the offset committed. A redelivered event finds
+its inbox row and has no second effect. A record that keeps failing goes to `<topic>.dlt`
+with the error in its headers, and the partition keeps moving. An outage of the database
+(or any other infrastructure) is not the record's fault: it is retried until it passes,
+and nothing is dead-lettered for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import SpanKind
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from duewise_events.catalogue import Event, dead_letter_topic
+from duewise_events.envelope import Envelope, EnvelopeError
+from duewise_events.kafka import make_producer
+from duewise_events.tracing import context_from, tracer
+
+log = structlog.get_logger("duewise.consumer")
+
+Handler = Callable[[AsyncSession, Event, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record: for metrics, logs and tests."""
+
+    status: str  # "applied" | "duplicate" | "ignored" | "dead_lettered"
+    event_id: str | None
+    error: str | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble, not the record's fault: retry without limit."""
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class EventConsumer:
+    """Runs `handlers` (a literal map of event class to function) over `topics`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        handlers: Mapping[type[Event], Handler],
+        session_factory: async_sessionmaker[AsyncSession],
+        inbox: Table,
+        bootstrap_servers: str,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+        enable_idempotence: bool = False,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+    ) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.handlers = {cls.TYPE: fn for cls, fn in handlers.items()}
+        self.session_factory = session_factory
+        self.inbox = inbox
+        self.bootstrap_servers = bootstrap_servers
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.enable_idempotence = enable_idempotence
+        self.on_outcome = on_outcome
+        # How long a dead member keeps its partitions. Kafka's default; tests shorten it
+        # because the embedded broker also waits this long when a member leaves cleanly.
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        # Held while a batch is processed; the rebalance listener takes it before partitions
+        # are revoked, so a partition is never handed over with effects committed in the
+        # database but offsets not yet committed in Kafka.
+        self._lock = asyncio.Lock()
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+        )
+        producer = make_producer(self.bootstrap_servers, enable_idempotence=self.enable_idempotence)
+        self._consumer = consumer
+        consumer.subscribe(self.topics, listener=_Listener(self))
+        await consumer.start()
+        await producer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=500)
+                if not batch:
+                    continue
+                async with self._lock:
+                    for tp, records in batch.items():
+                        for record in records:
+                            if stop.is_set():
+                                break
+                            await self._process(record, producer, stop)
+                            self._pending[tp] = record.offset + 1
+                    await self._commit()
+        finally:
+            with contextlib.suppress(Exception):
+                async with self._lock:
+                    await self._commit()
+            await producer.stop()
+            await consumer.stop()
+            self._consumer = None
+
+    async def _commit(self) -> None:
+        if not self._pending or self._consumer is None:
+            return
+        offsets, self._pending = self._pending, {}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on (rebalance): the new owner re-reads from the last committed
+            # offset and the inbox turns the re-read into no-ops.
+            log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
+
+    async def _process(
+        self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> Outcome:
+        try:
+            envelope = Envelope.from_record(
+                key=record.key, value=record.value, headers=record.headers
+            )
+        except EnvelopeError as exc:
+            return await self._dead_letter(record, producer, exc, event_id=None)
+        handler = self.handlers.get(envelope.type)
+        if handler is None:  # a type this service does not react to
+            return self._report(Outcome("ignored", envelope.id))
+        try:
+            event = envelope.event()
+        except EnvelopeError as exc:
+            return await self._dead_letter(record, producer, exc, event_id=envelope.id)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = await self._apply(record, envelope, event, handler)
+                return self._report(Outcome("applied" if applied else "duplicate", envelope.id))
+            except Exception as exc:
+                if _is_transient(exc) and not stop.is_set():
+                    log.warning("consumer.transient", consumer=self.name, error=str(exc))
+                    await asyncio.sleep(min(self.retry_backoff_s * 2 ** min(attempt, 5), 5.0))
+                    attempt = 0
+                    continue
+                if attempt >= self.max_attempts or stop.is_set():
+                    return await self._dead_letter(record, producer, exc, event_id=envelope.id)
+                log.warning("consumer.retry", consumer=self.name, attempt=attempt, error=repr(exc))
+                await asyncio.sleep(self.retry_backoff_s * attempt)
+
+    async def _apply(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        event: Event,
+        handler: Handler,
+    ) -> bool:
+        """One transaction: the inbox row and the handler's effect. False for a duplicate."""
+        parent = context_from(envelope.traceparent, envelope.tracestate)
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self.name,
+                "messaging.destination.name": record.topic,
+                "messaging.message.id": envelope.id,
+                "cloudevents.event_type": envelope.type,
+            },
+        ):
+            async with self.session_factory() as session, session.begin():
+                inserted = await session.execute(
+                    insert(self.inbox)
+                    .values(
+                        consumer=self.name,
+                        event_id=envelope.id,
+                        type=envelope.type,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(self.inbox.c.event_id)
+                )
+                if inserted.first() is None:
+                    return False
+                await handler(session, event, envelope)
+                return True
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        producer: AIOKafkaProducer,
+        exc: BaseException,
+        *,
+        event_id: str | None,
+    ) -> Outcome:
+        """Park the record on `<topic>.dlt` with why; the offset moves on only once it is there."""
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        headers = [
+            *record.headers,
+            ("dlt_error", error.encode()),
+            ("dlt_error_type", type(exc).__name__.encode()),
+            ("dlt_consumer", self.name.encode()),
+            ("dlt_original_topic", record.topic.encode()),
+            ("dlt_original_partition", str(record.partition).encode()),
+            ("dlt_original_offset", str(record.offset).encode()),
+            ("dlt_failed_at", dt.datetime.now(dt.UTC).isoformat().encode()),
+        ]
+        # If this send fails we raise: the offset is not committed and the record is
+        # retried after restart. A record is never dropped on the floor.
+        await producer.send_and_wait(
+            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        log.error(
+            "consumer.dead_lettered",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=error,
+        )
+        return self._report(Outcome("dead_lettered", event_id, error))
+
+    def _report(self, outcome: Outcome) -> Outcome:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: EventConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Wait for the batch in hand, then commit what it did before giving partitions away.
+        async with self.owner._lock:
+            await self.owner._commit()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Nothing to restore: positions come from committed offsets, state from the database.
+        return None

@@ -1,0 +1,47 @@
+"""Producer side, part one: write an event in the same transaction as the change it reports.
+
+Service code calls `await outbox.add(session, event)` next to its own inserts; the route that
+owns the transaction commits both at once. Nothing here talks to Kafka: the relay does.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from duewise_events.catalogue import Event
+from duewise_events.envelope import Envelope
+from duewise_events.tracing import current_trace_headers
+
+
+class Outbox:
+    """Adds events to one service's outbox table and wakes its relay at commit."""
+
+    def __init__(self, table: Table, *, source: str, channel: str = "duewise_outbox") -> None:
+        self.table = table
+        self.source = source
+        self.channel = channel
+
+    async def add(
+        self, session: AsyncSession, event: Event, *, subject: str | None = None
+    ) -> Envelope:
+        """Stage `event` for publication in the caller's transaction; returns its envelope."""
+        envelope = Envelope.wrap(event, source=self.source, subject=subject)
+        trace = current_trace_headers()
+        await session.execute(
+            insert(self.table).values(
+                event_id=envelope.id,
+                topic=event.TOPIC,
+                key=envelope.key,
+                type=envelope.type,
+                source=envelope.source,
+                subject=envelope.subject,
+                time=envelope.time,
+                payload=envelope.data,
+                traceparent=trace.get("traceparent"),
+                tracestate=trace.get("tracestate"),
+            )
+        )
+        # NOTIFY is transactional: the relay hears it only if and when this commits.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self.channel})
+        return envelope

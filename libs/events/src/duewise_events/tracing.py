@@ -1,0 +1,25 @@
+"""W3C trace context across the outbox and Kafka: captured at write, restored at consume."""
+
+from __future__ import annotations
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+
+tracer = trace.get_tracer("duewise_events")
+
+
+def current_trace_headers() -> dict[str, str]:
+    """`traceparent`/`tracestate` of the active span, empty when there is none."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from(traceparent: str | None, tracestate: str | None = None) -> Context:
+    """The remote parent context described by stored or received trace headers."""
+    carrier = {}
+    if traceparent:
+        carrier["traceparent"] = traceparent
+        if tracestate:
+            carrier["tracestate"] = tracestate
+    return propagate.extract(carrier)

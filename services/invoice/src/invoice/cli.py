@@ -1,0 +1,73 @@
+"""The invoice service's commands: `invoice migrate | api | relay` (or `python -m invoice.cli`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import typer
+
+from invoice.config import get_settings
+
+app = typer.Typer(help="duewise invoice service", no_args_is_help=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head) to the configured database."""
+    from invoice.migrations import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    typer.echo("invoice: database migrated to head")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on INVOICE_HOST:INVOICE_PORT (default 0.0.0.0:8001)."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.admin_token is None:
+        from invoice.auth import generate_token
+
+        token = generate_token()
+        os.environ["DUEWISE_ADMIN_TOKEN"] = token
+        get_settings.cache_clear()
+        settings = get_settings()
+        typer.echo(f"invoice: DUEWISE_ADMIN_TOKEN not set; generated admin token: {token}")
+    from invoice.main import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def relay() -> None:
+    """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
+    from duewise_events.relay import OutboxRelay
+
+    from invoice.models import RELAY_LOCK_KEY
+
+    settings = get_settings()
+    outbox_relay = OutboxRelay(
+        settings.plain_database_url,
+        settings.kafka_bootstrap_servers,
+        lock_key=RELAY_LOCK_KEY,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        pause_before_mark_s=settings.relay_pause_before_mark_s,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
+        await outbox_relay.run(stop)
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

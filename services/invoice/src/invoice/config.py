@@ -1,0 +1,65 @@
+"""The invoice service's settings: one object, read from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the invoice service reads from its environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/duewise_invoice",
+        validation_alias=AliasChoices("INVOICE_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="PostgreSQL URL, postgresql:// or postgresql+asyncpg://",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    kafka_enable_idempotence: bool = Field(
+        default=False,  # the embedded Tansu broker does not support InitProducerId
+        validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
+    )
+    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("INVOICE_HOST", "host"))
+    port: int = Field(default=8001, validation_alias=AliasChoices("INVOICE_PORT", "port"))
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token")
+    )
+    relay_pause_before_mark_s: float = Field(
+        default=0.0,  # fault tests only: hold the relay between broker ack and marking
+        validation_alias=AliasChoices(
+            "INVOICE_RELAY_PAUSE_BEFORE_MARK_S", "relay_pause_before_mark_s"
+        ),
+    )
+    db_pool_size: int = Field(default=10, validation_alias=AliasChoices("INVOICE_DB_POOL_SIZE"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not v.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL for SQLAlchemy's asyncpg dialect (postgresql+asyncpg://…)."""
+        _, rest = self.database_url.split("://", 1)
+        return f"postgresql+asyncpg://{rest}"
+
+    @property
+    def plain_database_url(self) -> str:
+        """The URL for asyncpg itself (postgresql://…)."""
+        _, rest = self.database_url.split("://", 1)
+        return f"postgresql://{rest}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

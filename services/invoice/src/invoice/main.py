@@ -1,0 +1,92 @@
+"""The FastAPI app and its lifespan: the composition root of the invoice service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from invoice.api import health, v1
+from invoice.auth import upsert_admin_token
+from invoice.config import Settings, get_settings
+from invoice.db import make_engine, make_sessionmaker
+from invoice.idempotency import purge_expired
+from invoice.problems import install_problem_handlers
+
+log = logging.getLogger("invoice")
+SERVICE_NAME = "duewise-invoice"
+
+
+def _tracer_provider() -> None:
+    # An SDK provider so spans (and so traceparent in outbox rows) exist; exporting is the
+    # environment's choice: nothing is exported unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    # and an exporter package is installed.
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter,
+            )
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        except ImportError:
+            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but no OTLP exporter is installed")
+    trace.set_tracer_provider(provider)
+
+
+async def _purge_loop(app: FastAPI) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            async with app.state.sessionmaker() as session, session.begin():
+                await purge_expired(session)
+        await asyncio.sleep(3600)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The invoice service's app, wired to `settings` (the environment's by default)."""
+    settings = settings or get_settings()
+    _tracer_provider()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.settings = settings
+        if settings.admin_token is not None:
+            async with app.state.sessionmaker() as session, session.begin():
+                await upsert_admin_token(session, settings.admin_token.get_secret_value())
+        purger = asyncio.create_task(_purge_loop(app))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await engine.dispose()
+
+    app = FastAPI(
+        title="duewise invoice service",
+        version="0.1.0",
+        description="System of record for customers, invoices, payments and their events.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app

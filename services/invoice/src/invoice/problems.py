@@ -1,0 +1,192 @@
+"""RFC 9457 `application/problem+json` for every error the service returns."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("invoice.problems")
+
+PROBLEM_BASE = "https://duewise.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    """A request the domain refuses; becomes a problem+json response.
+
+    `field` is a JSON-pointer-like path into the request body (`allocations/0/amount`).
+    `code` is the last segment of the problem `type` URI; derived from `title` by default.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        field: str | None = None,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.code = code or slug(title)
+        self.headers = headers
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem document."""
+        doc: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            doc["instance"] = instance
+        if self.field is not None:
+            doc["field"] = self.field
+            doc["errors"] = [{"pointer": f"#/{self.field}", "detail": self.detail}]
+        return doc
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def not_found(what: str, ident: str, field: str | None = None) -> DomainError:
+    """A 404 (or, with `field`, a 422 naming the body field that points nowhere)."""
+    if field is not None:
+        return DomainError(
+            422,
+            f"Unknown {what}",
+            f"{field}: no {what} {ident!r}",
+            field,
+            code=f"unknown-{slug(what)}",
+        )
+    return DomainError(
+        404, f"{what.capitalize()} not found", f"no {what} {ident!r}", code="not-found"
+    )
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    parts = list(loc[1:]) if loc and loc[0] == "body" else list(loc)
+    return "#/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_MESSAGES = {
+    "int_type": "must be an integer (money is an integer count of minor units, never a float)",
+    "greater_than_equal": "must not be negative",
+    "extra_forbidden": "is not a known field",
+    "missing": "is required",
+}
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = _MESSAGES.get(err["type"], str(err.get("msg", "is invalid")))
+    if err["type"] == "greater_than_equal" and err.get("ctx", {}).get("ge") not in (0, None):
+        msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def validation_problem(errors: Sequence[Any], instance: str | None = None) -> dict[str, Any]:
+    """A 422 problem whose `errors` name each invalid field by JSON pointer."""
+    items = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        pointer = _pointer(loc)
+        field = pointer.removeprefix("#/")
+        message = _message(err)
+        item: dict[str, Any] = {
+            "pointer": pointer,
+            "field": field or "(body)",
+            "loc": list(loc),
+            "type": err.get("type"),
+            "detail": f"{field}: {message}" if field else message,
+        }
+        items.append(item)
+    detail = "; ".join(i["detail"] for i in items) or "the request is invalid"
+    doc: dict[str, Any] = {
+        "type": PROBLEM_BASE + "validation-error",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": detail,
+        "errors": items,
+    }
+    if instance:
+        doc["instance"] = instance
+    return doc
+
+
+async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(exc.status, exc.body(request.url.path), exc.headers)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(422, validation_problem(exc.errors(), request.url.path))
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}
+    body = {
+        "type": PROBLEM_BASE + slug(title.get(exc.status_code, f"http-{exc.status_code}")),
+        "title": title.get(exc.status_code, "HTTP error"),
+        "status": exc.status_code,
+        "detail": str(exc.detail),
+        "instance": request.url.path,
+    }
+    return problem_response(exc.status_code, body, getattr(exc, "headers", None))
+
+
+async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
+    # A race the service's own checks could not see (two writers, one unique value).
+    assert isinstance(exc, IntegrityError)
+    constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+    body = {
+        "type": PROBLEM_BASE + "conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": f"the request conflicts with existing data ({constraint or 'unique constraint'})",
+        "instance": request.url.path,
+    }
+    return problem_response(409, body)
+
+
+async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {
+        "type": PROBLEM_BASE + "internal-error",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": "an unexpected error occurred; it has been logged",
+        "instance": request.url.path,
+    }
+    return problem_response(500, body)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error, expected or not, a problem+json response."""
+    app.add_exception_handler(DomainError, _on_domain)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(IntegrityError, _on_integrity)
+    app.add_exception_handler(Exception, _on_unhandled)

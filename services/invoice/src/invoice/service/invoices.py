@@ -1,0 +1,360 @@
+"""Invoice use cases: issue, void, write off, credit notes, reads and lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from duewise_events.catalogue import (
+    CreditNoteIssued,
+    InvoiceIssued,
+    InvoiceLineSnapshot,
+    InvoiceVoided,
+    InvoiceWrittenOff,
+)
+from sqlalchemy import and_, func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from invoice.models import (
+    OUTBOX,
+    Allocation,
+    CreditNote,
+    CreditNoteCreate,
+    Invoice,
+    InvoiceCreate,
+    InvoiceLine,
+    Payment,
+    utcnow,
+)
+from invoice.problems import DomainError, not_found
+from invoice.service.common import Page, check_limit, decode_cursor, lock_customer, page_of
+
+
+async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoice:
+    """Issue an invoice to a customer (locked) and stage InvoiceIssued."""
+    customer = await lock_customer(
+        session,
+        customer_id=data.customer_id,
+        external_id=data.customer_external_id,
+        field="customer_id",
+    )
+    both = data.customer_id is not None and data.customer_external_id is not None
+    if both and customer.external_id != data.customer_external_id:
+        raise DomainError(
+            422,
+            "Customer mismatch",
+            "customer_external_id: does not belong to the customer named by customer_id",
+            "customer_external_id",
+        )
+    if data.currency != customer.currency:
+        raise DomainError(
+            422,
+            "Currency mismatch",
+            f"currency: the invoice is in {data.currency} but customer {customer.id} is billed "
+            f"in {customer.currency}",
+            "currency",
+        )
+    prefs = customer.invoice_preferences
+    if prefs.get("po_required") and not data.po_number:
+        raise DomainError(
+            422,
+            "PO number required",
+            f"po_number: customer {customer.id} requires a purchase order number on every invoice",
+            "po_number",
+        )
+    amounts = [line.quantity * line.unit_price for line in data.lines]
+    total = sum(amounts) if data.lines else (data.total or 0)
+    if data.lines and data.total is not None and data.total != total:
+        raise DomainError(
+            422,
+            "Total does not match lines",
+            f"total: {data.total} is not the sum of the lines ({total})",
+            "total",
+        )
+    due = data.due_date or data.issue_date + dt.timedelta(days=customer.payment_terms_days)
+    await _check_unique(session, customer.id, data.number, data.external_id)
+    invoice = Invoice(
+        customer_id=customer.id,
+        number=data.number,
+        external_id=data.external_id,
+        issue_date=data.issue_date,
+        due_date=due,
+        currency=data.currency,
+        po_number=data.po_number,
+        gl_code=data.gl_code or prefs.get("customer_gl_code"),
+        kind=data.kind,
+        total=total,
+        balance=total,
+        status="paid" if total == 0 else "open",
+    )
+    session.add(invoice)
+    await session.flush()
+    lines = [
+        InvoiceLine(invoice_id=invoice.id, position=i, amount=amount, **line.model_dump())
+        for i, (line, amount) in enumerate(zip(data.lines, amounts, strict=True))
+    ]
+    session.add_all(lines)
+    await OUTBOX.add(
+        session,
+        InvoiceIssued(
+            customer_id=customer.id,
+            invoice_id=invoice.id,
+            number=invoice.number,
+            external_id=invoice.external_id,
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
+            currency=invoice.currency,
+            total=invoice.total,
+            balance=invoice.balance,
+            po_number=invoice.po_number,
+            gl_code=invoice.gl_code,
+            kind=data.kind,
+            lines=[
+                InvoiceLineSnapshot(
+                    description=ln.description,
+                    quantity=ln.quantity,
+                    unit_price=ln.unit_price,
+                    amount=ln.amount,
+                    gl_code=ln.gl_code,
+                )
+                for ln in lines
+            ],
+        ),
+    )
+    return invoice
+
+
+async def void_invoice(
+    *, session: AsyncSession, invoice_id: str, reason: str = "voided"
+) -> Invoice:
+    """Void an invoice that has no payment allocated to it; stage InvoiceVoided."""
+    invoice = await lock_invoice(session, invoice_id)
+    _refuse_closed(invoice, "void")
+    if await _paid_amount(session, invoice.id):
+        raise DomainError(
+            409,
+            "Invoice has payments",
+            f"invoice {invoice.id} has payments allocated to it; reverse them or issue a "
+            "credit note instead of voiding",
+            code="invoice-has-payments",
+        )
+    now = utcnow()
+    invoice.voided_at = now
+    invoice.void_reason = reason
+    invoice.balance = 0
+    _touch(invoice, session)
+    await OUTBOX.add(
+        session,
+        InvoiceVoided(
+            customer_id=invoice.customer_id, invoice_id=invoice.id, reason=reason, voided_at=now
+        ),
+    )
+    return invoice
+
+
+async def write_off_invoice(
+    *, session: AsyncSession, invoice_id: str, reason: str = "uncollectable"
+) -> Invoice:
+    """Write off an invoice's remaining balance; stage InvoiceWrittenOff."""
+    invoice = await lock_invoice(session, invoice_id)
+    _refuse_closed(invoice, "write off")
+    if invoice.balance == 0:
+        raise DomainError(
+            409,
+            "Nothing to write off",
+            f"invoice {invoice.id} has no balance left",
+            code="nothing-to-write-off",
+        )
+    now = utcnow()
+    amount = invoice.balance
+    invoice.written_off_amount = amount
+    invoice.written_off_at = now
+    invoice.write_off_reason = reason
+    invoice.balance = 0
+    _touch(invoice, session)
+    await OUTBOX.add(
+        session,
+        InvoiceWrittenOff(
+            customer_id=invoice.customer_id,
+            invoice_id=invoice.id,
+            amount=amount,
+            currency=invoice.currency,
+            reason=reason,
+            written_off_at=now,
+        ),
+    )
+    return invoice
+
+
+async def issue_credit_note(
+    *, session: AsyncSession, invoice_id: str, data: CreditNoteCreate
+) -> CreditNote:
+    """Reduce an invoice's balance by a credit note; stage CreditNoteIssued."""
+    invoice = await lock_invoice(session, invoice_id)
+    _refuse_closed(invoice, "credit")
+    if data.amount > invoice.balance:
+        raise DomainError(
+            422,
+            "Credit exceeds balance",
+            f"amount: {data.amount} is more than the invoice's balance {invoice.balance}",
+            "amount",
+        )
+    if data.external_id is not None:
+        taken = await session.scalar(
+            select(func.count())
+            .select_from(CreditNote)
+            .where(col(CreditNote.external_id) == data.external_id)
+        )
+        if taken:
+            raise DomainError(
+                409,
+                "Duplicate external id",
+                f"external_id: {data.external_id!r} exists",
+                "external_id",
+            )
+    note = CreditNote(
+        invoice_id=invoice.id,
+        customer_id=invoice.customer_id,
+        currency=invoice.currency,
+        **data.model_dump(),
+    )
+    invoice.credited_amount += data.amount
+    invoice.balance -= data.amount
+    _touch(invoice, session)
+    session.add(note)
+    await OUTBOX.add(
+        session,
+        CreditNoteIssued(
+            customer_id=invoice.customer_id,
+            credit_note_id=note.id,
+            invoice_id=invoice.id,
+            amount=note.amount,
+            currency=note.currency,
+            reason=note.reason,
+            invoice_balance=invoice.balance,
+            invoice_status=invoice.status,
+        ),
+    )
+    return note
+
+
+async def lock_invoice(session: AsyncSession, invoice_id: str) -> Invoice:
+    """The invoice, after locking its customer's row (the per-customer write order)."""
+    customer_id = await session.scalar(
+        select(Invoice.customer_id).where(col(Invoice.id) == invoice_id)
+    )
+    if customer_id is None:
+        raise not_found("invoice", invoice_id)
+    await lock_customer(session, customer_id=customer_id)
+    stmt = (
+        select(Invoice)
+        .where(col(Invoice.id) == invoice_id)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def get_invoice(*, session: AsyncSession, invoice_id: str) -> Invoice:
+    """The invoice, or a 404."""
+    invoice = await session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise not_found("invoice", invoice_id)
+    return invoice
+
+
+async def invoice_lines(
+    session: AsyncSession, invoice_ids: Sequence[str]
+) -> dict[str, list[InvoiceLine]]:
+    """The lines of each invoice, in order."""
+    out: dict[str, list[InvoiceLine]] = {i: [] for i in invoice_ids}
+    if not invoice_ids:
+        return out
+    stmt = (
+        select(InvoiceLine)
+        .where(col(InvoiceLine.invoice_id).in_(invoice_ids))
+        .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
+    )
+    for line in (await session.execute(stmt)).scalars():
+        out[line.invoice_id].append(line)
+    return out
+
+
+async def list_invoices(
+    *,
+    session: AsyncSession,
+    limit: int = 50,
+    cursor: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    due_before: dt.date | None = None,
+    due_after: dt.date | None = None,
+    external_id: str | None = None,
+) -> Page[Invoice]:
+    """Invoices oldest first, filtered, keyset-paginated by id."""
+    check_limit(limit)
+    stmt = select(Invoice).order_by(col(Invoice.id)).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after:
+        stmt = stmt.where(col(Invoice.id) > after)
+    if customer_id is not None:
+        stmt = stmt.where(col(Invoice.customer_id) == customer_id)
+    if status is not None:
+        stmt = stmt.where(col(Invoice.status).in_(status.split(",")))
+    if due_before is not None:
+        stmt = stmt.where(col(Invoice.due_date) < due_before)
+    if due_after is not None:
+        stmt = stmt.where(col(Invoice.due_date) > due_after)
+    if external_id is not None:
+        stmt = stmt.where(col(Invoice.external_id) == external_id)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda i: i.id)
+
+
+async def _paid_amount(session: AsyncSession, invoice_id: str) -> int:
+    """What unreversed payments have allocated to the invoice."""
+    stmt = (
+        select(func.coalesce(func.sum(Allocation.amount), 0))
+        .join(Payment, col(Payment.id) == col(Allocation.payment_id))
+        .where(col(Allocation.invoice_id) == invoice_id, col(Payment.reversed_at).is_(None))
+    )
+    return int(await session.scalar(stmt) or 0)
+
+
+def _refuse_closed(invoice: Invoice, action: str) -> None:
+    if invoice.status in ("void", "written_off"):
+        raise DomainError(
+            409,
+            "Invoice closed",
+            f"cannot {action} invoice {invoice.id}: it is {invoice.status}",
+            code="invoice-closed",
+        )
+
+
+def _touch(invoice: Invoice, session: AsyncSession) -> None:
+    invoice.refresh_status()
+    invoice.updated_at = utcnow()
+    session.add(invoice)
+
+
+async def _check_unique(
+    session: AsyncSession, customer_id: str, number: str, external_id: str | None
+) -> None:
+    cond = and_(col(Invoice.customer_id) == customer_id, col(Invoice.number) == number)
+    if external_id is not None:
+        cond = or_(cond, col(Invoice.external_id) == external_id)
+    stmt = select(Invoice.customer_id, Invoice.number, Invoice.external_id).where(cond).limit(2)
+    for row in (await session.execute(stmt)).all():
+        if row.customer_id == customer_id and row.number == number:
+            raise DomainError(
+                409,
+                "Duplicate invoice number",
+                f"number: customer {customer_id} already has an invoice {number!r}",
+                "number",
+            )
+        raise DomainError(
+            409,
+            "Duplicate external id",
+            f"external_id: an invoice with external_id {external_id!r} already exists",
+            "external_id",
+        )
