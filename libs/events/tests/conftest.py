@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from duewise_events.kafka import ensure_topics
+from duewise_dev.broker import ensure_topics
 from duewise_events.outbox import Outbox
 from events_support import METADATA, OUTBOX_TABLE
 from sqlalchemy.ext.asyncio import (

@@ -161,9 +161,8 @@ async def test_per_customer_order_is_kept(
 async def test_rows_wait_while_the_broker_is_down_then_go(
     sessions: async_sessionmaker[AsyncSession], outbox: Outbox, events_dsn: str, tmp_path: Path
 ) -> None:
-    from duewise_dev.broker import TansuBroker
+    from duewise_dev.broker import TansuBroker, ensure_topics
     from duewise_dev.pytest_plugin import free_port
-    from duewise_events.kafka import ensure_topics
 
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 def make_producer(bootstrap_servers: str, *, enable_idempotence: bool = False) -> AIOKafkaProducer:
@@ -39,17 +38,3 @@ async def broker_reachable(bootstrap_servers: str, timeout_s: float = 2.0) -> bo
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
-
-
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
-    """Create each topic with its partition count unless it already exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(t, n, 1) for t, n in topics.items() if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-    finally:
-        await admin.close()

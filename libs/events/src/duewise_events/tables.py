@@ -1,7 +1,7 @@
 """The two tables every service keeps beside its own: the outbox (producer) and inbox (consumer).
 
 They live in the service's own database and are created by the service's own migrations
-(`create_outbox_and_inbox` is called from its first Alembic revision), so a state change, its
+(its first Alembic revision creates both), so a state change, its
 event row and the record of a consumed event always commit in one local transaction.
 """
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from duewise_dev._util import LOCALHOST, log_tail, port_is_free, stop_popen
 
@@ -63,7 +64,7 @@ class TansuBroker:
             self._proc = None
 
     @staticmethod
-    def _spawn(args: list[str], out: object) -> subprocess.Popen[bytes]:
+    def _spawn(args: list[str], out: int | IO[bytes]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0
         )

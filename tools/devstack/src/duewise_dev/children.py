@@ -69,8 +69,8 @@ class Child:
                 await asyncio.wait_for(asyncio.shield(self._pump), 2.0)
         return code
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process, then SIGKILL its whole group after `timeout` seconds."""
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process, then SIGKILL its whole group after `grace` seconds."""
         self.stopping = True
         proc = self._proc
         if proc is None or proc.returncode is not None:
@@ -78,7 +78,7 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            await asyncio.wait_for(proc.wait(), grace)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -90,7 +90,8 @@ class Child:
         return "\n".join(self._recent) or "(no output)"
 
     async def _copy_output(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         with self.log_path.open("ab") as log:
             async for raw in self._proc.stdout:
                 log.write(raw)

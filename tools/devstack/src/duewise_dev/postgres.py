@@ -6,7 +6,9 @@ The wheel's own PostgresServer listens only on a unix socket, so this drives its
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import signal
 import stat
 import subprocess
@@ -104,7 +106,8 @@ class EmbeddedPostgres:
             ensure_user_exists,
         )
 
-        entry = ensure_user_exists(PG_OS_USER)
+        ensure_user_exists(PG_OS_USER)
+        entry = pwd.getpwnam(PG_OS_USER)
         ensure_folder_permissions(POSTGRES_BIN_PATH, _EXEC_READ)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", _READ)
         ensure_prefix_permissions(self.data_dir)  # o+rx on every parent, so it can get there
@@ -158,7 +161,8 @@ class EmbeddedPostgres:
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise PostgresError(f"PostgreSQL not ready after {timeout:.0f}s; {self._log_hint()}")
+                hint = self._log_hint()
+                raise PostgresError(f"PostgreSQL not ready after {timeout:.0f}s; {hint}")
             time.sleep(0.05)
 
     def _log_hint(self) -> str:
@@ -195,9 +199,8 @@ async def ensure_database(url: str, name: str) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             quoted = '"' + name.replace('"', '""') + '"'
-            try:
+            # Created concurrently by someone else in between: fine.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f"CREATE DATABASE {quoted}")
-            except asyncpg.DuplicateDatabaseError:
-                pass  # created concurrently by someone else: fine
     finally:
         await conn.close()

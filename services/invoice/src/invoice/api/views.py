@@ -18,7 +18,7 @@ from invoice.models import (
     PaymentPublic,
 )
 from invoice.service.customers import customer_contacts
-from invoice.service.invoices import invoice_lines
+from invoice.service.invoice_queries import invoice_lines
 from invoice.service.payments import payment_allocations
 
 T = TypeVar("T")

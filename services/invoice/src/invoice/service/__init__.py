@@ -5,16 +5,11 @@ Every write that touches a customer's receivables first locks that customer's ro
 outbox ids — in the same order, and consumers see that customer's events in order.
 """
 
+from invoice.service.credit_notes import issue_credit_note
 from invoice.service.customers import create_customer, get_customer, list_customers, update_customer
 from invoice.service.disputes import open_dispute, resolve_dispute
-from invoice.service.invoices import (
-    get_invoice,
-    issue_credit_note,
-    issue_invoice,
-    list_invoices,
-    void_invoice,
-    write_off_invoice,
-)
+from invoice.service.invoice_queries import get_invoice, list_invoices
+from invoice.service.invoices import issue_invoice, void_invoice, write_off_invoice
 from invoice.service.payments import get_payment, list_payments, record_payment, reverse_payment
 from invoice.service.reports import aging_report, customer_balance
 

@@ -16,7 +16,8 @@ from invoice.models import (
 )
 from invoice.problems import DomainError, not_found
 from invoice.service.common import lock_customer
-from invoice.service.invoices import issue_credit_note, lock_invoice
+from invoice.service.credit_notes import issue_credit_note
+from invoice.service.invoices import lock_invoice
 
 
 async def open_dispute(*, session: AsyncSession, invoice_id: str, data: DisputeCreate) -> Dispute:

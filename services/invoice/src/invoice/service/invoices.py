@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 from duewise_events.catalogue import (
-    CreditNoteIssued,
     InvoiceIssued,
     InvoiceLineSnapshot,
     InvoiceVoided,
@@ -19,8 +17,6 @@ from sqlmodel import col, select
 from invoice.models import (
     OUTBOX,
     Allocation,
-    CreditNote,
-    CreditNoteCreate,
     Invoice,
     InvoiceCreate,
     InvoiceLine,
@@ -28,7 +24,7 @@ from invoice.models import (
     utcnow,
 )
 from invoice.problems import DomainError, not_found
-from invoice.service.common import Page, check_limit, decode_cursor, lock_customer, page_of
+from invoice.service.common import lock_customer
 
 
 async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoice:
@@ -130,7 +126,7 @@ async def void_invoice(
 ) -> Invoice:
     """Void an invoice that has no payment allocated to it; stage InvoiceVoided."""
     invoice = await lock_invoice(session, invoice_id)
-    _refuse_closed(invoice, "void")
+    refuse_closed(invoice, "void")
     if await _paid_amount(session, invoice.id):
         raise DomainError(
             409,
@@ -143,7 +139,7 @@ async def void_invoice(
     invoice.voided_at = now
     invoice.void_reason = reason
     invoice.balance = 0
-    _touch(invoice, session)
+    touch(invoice, session)
     await OUTBOX.add(
         session,
         InvoiceVoided(
@@ -158,7 +154,7 @@ async def write_off_invoice(
 ) -> Invoice:
     """Write off an invoice's remaining balance; stage InvoiceWrittenOff."""
     invoice = await lock_invoice(session, invoice_id)
-    _refuse_closed(invoice, "write off")
+    refuse_closed(invoice, "write off")
     if invoice.balance == 0:
         raise DomainError(
             409,
@@ -172,7 +168,7 @@ async def write_off_invoice(
     invoice.written_off_at = now
     invoice.write_off_reason = reason
     invoice.balance = 0
-    _touch(invoice, session)
+    touch(invoice, session)
     await OUTBOX.add(
         session,
         InvoiceWrittenOff(
@@ -185,58 +181,6 @@ async def write_off_invoice(
         ),
     )
     return invoice
-
-
-async def issue_credit_note(
-    *, session: AsyncSession, invoice_id: str, data: CreditNoteCreate
-) -> CreditNote:
-    """Reduce an invoice's balance by a credit note; stage CreditNoteIssued."""
-    invoice = await lock_invoice(session, invoice_id)
-    _refuse_closed(invoice, "credit")
-    if data.amount > invoice.balance:
-        raise DomainError(
-            422,
-            "Credit exceeds balance",
-            f"amount: {data.amount} is more than the invoice's balance {invoice.balance}",
-            "amount",
-        )
-    if data.external_id is not None:
-        taken = await session.scalar(
-            select(func.count())
-            .select_from(CreditNote)
-            .where(col(CreditNote.external_id) == data.external_id)
-        )
-        if taken:
-            raise DomainError(
-                409,
-                "Duplicate external id",
-                f"external_id: {data.external_id!r} exists",
-                "external_id",
-            )
-    note = CreditNote(
-        invoice_id=invoice.id,
-        customer_id=invoice.customer_id,
-        currency=invoice.currency,
-        **data.model_dump(),
-    )
-    invoice.credited_amount += data.amount
-    invoice.balance -= data.amount
-    _touch(invoice, session)
-    session.add(note)
-    await OUTBOX.add(
-        session,
-        CreditNoteIssued(
-            customer_id=invoice.customer_id,
-            credit_note_id=note.id,
-            invoice_id=invoice.id,
-            amount=note.amount,
-            currency=note.currency,
-            reason=note.reason,
-            invoice_balance=invoice.balance,
-            invoice_status=invoice.status,
-        ),
-    )
-    return note
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: str) -> Invoice:
@@ -255,62 +199,6 @@ async def lock_invoice(session: AsyncSession, invoice_id: str) -> Invoice:
     return (await session.execute(stmt)).scalar_one()
 
 
-async def get_invoice(*, session: AsyncSession, invoice_id: str) -> Invoice:
-    """The invoice, or a 404."""
-    invoice = await session.get(Invoice, invoice_id)
-    if invoice is None:
-        raise not_found("invoice", invoice_id)
-    return invoice
-
-
-async def invoice_lines(
-    session: AsyncSession, invoice_ids: Sequence[str]
-) -> dict[str, list[InvoiceLine]]:
-    """The lines of each invoice, in order."""
-    out: dict[str, list[InvoiceLine]] = {i: [] for i in invoice_ids}
-    if not invoice_ids:
-        return out
-    stmt = (
-        select(InvoiceLine)
-        .where(col(InvoiceLine.invoice_id).in_(invoice_ids))
-        .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
-    )
-    for line in (await session.execute(stmt)).scalars():
-        out[line.invoice_id].append(line)
-    return out
-
-
-async def list_invoices(
-    *,
-    session: AsyncSession,
-    limit: int = 50,
-    cursor: str | None = None,
-    customer_id: str | None = None,
-    status: str | None = None,
-    due_before: dt.date | None = None,
-    due_after: dt.date | None = None,
-    external_id: str | None = None,
-) -> Page[Invoice]:
-    """Invoices oldest first, filtered, keyset-paginated by id."""
-    check_limit(limit)
-    stmt = select(Invoice).order_by(col(Invoice.id)).limit(limit + 1)
-    after = decode_cursor(cursor)
-    if after:
-        stmt = stmt.where(col(Invoice.id) > after)
-    if customer_id is not None:
-        stmt = stmt.where(col(Invoice.customer_id) == customer_id)
-    if status is not None:
-        stmt = stmt.where(col(Invoice.status).in_(status.split(",")))
-    if due_before is not None:
-        stmt = stmt.where(col(Invoice.due_date) < due_before)
-    if due_after is not None:
-        stmt = stmt.where(col(Invoice.due_date) > due_after)
-    if external_id is not None:
-        stmt = stmt.where(col(Invoice.external_id) == external_id)
-    rows = (await session.execute(stmt)).scalars().all()
-    return page_of(rows, limit, lambda i: i.id)
-
-
 async def _paid_amount(session: AsyncSession, invoice_id: str) -> int:
     """What unreversed payments have allocated to the invoice."""
     stmt = (
@@ -321,7 +209,7 @@ async def _paid_amount(session: AsyncSession, invoice_id: str) -> int:
     return int(await session.scalar(stmt) or 0)
 
 
-def _refuse_closed(invoice: Invoice, action: str) -> None:
+def refuse_closed(invoice: Invoice, action: str) -> None:
     if invoice.status in ("void", "written_off"):
         raise DomainError(
             409,
@@ -331,7 +219,7 @@ def _refuse_closed(invoice: Invoice, action: str) -> None:
         )
 
 
-def _touch(invoice: Invoice, session: AsyncSession) -> None:
+def touch(invoice: Invoice, session: AsyncSession) -> None:
     invoice.refresh_status()
     invoice.updated_at = utcnow()
     session.add(invoice)

@@ -1,0 +1,69 @@
+"""Invoice reads: one invoice, the lines of several, filtered keyset-paginated lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from invoice.models import Invoice, InvoiceLine
+from invoice.problems import not_found
+from invoice.service.common import Page, check_limit, decode_cursor, page_of
+
+
+async def get_invoice(*, session: AsyncSession, invoice_id: str) -> Invoice:
+    """The invoice, or a 404."""
+    invoice = await session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise not_found("invoice", invoice_id)
+    return invoice
+
+
+async def invoice_lines(
+    session: AsyncSession, invoice_ids: Sequence[str]
+) -> dict[str, list[InvoiceLine]]:
+    """The lines of each invoice, in order."""
+    out: dict[str, list[InvoiceLine]] = {i: [] for i in invoice_ids}
+    if not invoice_ids:
+        return out
+    stmt = (
+        select(InvoiceLine)
+        .where(col(InvoiceLine.invoice_id).in_(invoice_ids))
+        .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
+    )
+    for line in (await session.execute(stmt)).scalars():
+        out[line.invoice_id].append(line)
+    return out
+
+
+async def list_invoices(
+    *,
+    session: AsyncSession,
+    limit: int = 50,
+    cursor: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    due_before: dt.date | None = None,
+    due_after: dt.date | None = None,
+    external_id: str | None = None,
+) -> Page[Invoice]:
+    """Invoices oldest first, filtered, keyset-paginated by id."""
+    check_limit(limit)
+    stmt = select(Invoice).order_by(col(Invoice.id)).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after:
+        stmt = stmt.where(col(Invoice.id) > after)
+    if customer_id is not None:
+        stmt = stmt.where(col(Invoice.customer_id) == customer_id)
+    if status is not None:
+        stmt = stmt.where(col(Invoice.status).in_(status.split(",")))
+    if due_before is not None:
+        stmt = stmt.where(col(Invoice.due_date) < due_before)
+    if due_after is not None:
+        stmt = stmt.where(col(Invoice.due_date) > due_after)
+    if external_id is not None:
+        stmt = stmt.where(col(Invoice.external_id) == external_id)
+    rows = (await session.execute(stmt)).scalars().all()
+    return page_of(rows, limit, lambda i: i.id)

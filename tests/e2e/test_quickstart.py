@@ -1,0 +1,115 @@
+"""As a new user would: start the stack the way `make run` does, then run the README's curl
+example word for word. The example is read from README.md, so the README cannot drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from duewise_dev.pytest_plugin import free_port
+from duewise_events import topic_reader
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "quickstart-test-token-0123456789abcdef"
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- quickstart-example.*?-->\n```sh\n(.*?)```", text, re.S)
+    assert match, "README.md lost its quickstart example block"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    data_dir = tmp_path_factory.mktemp("quickstart")
+    kafka_port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")  # the embedded default
+    }
+    env.update(
+        DUEWISE_ADMIN_TOKEN=TOKEN,
+        DUEWISE_PG_PORT=str(free_port()),
+        DUEWISE_KAFKA_PORT=str(kafka_port),
+    )
+    log = (data_dir / "stack.out").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "duewise_dev.cli", "run", "--data-dir", str(data_dir), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (data_dir / "stack.out").read_text()
+            try:
+                if httpx.get("http://127.0.0.1:8001/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (data_dir / "stack.out").read_text()
+            time.sleep(0.3)
+        yield {"bootstrap": f"127.0.0.1:{kafka_port}", "out": str(data_dir / "stack.out")}
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+        assert code == 0, (data_dir / "stack.out").read_text()
+
+
+@pytest.mark.slow
+async def test_readme_example_creates_a_customer_and_an_invoice(stack: dict[str, str]) -> None:
+    since = await topic_reader.end_offsets(stack["bootstrap"], "invoice.events")
+    result = subprocess.run(
+        ["bash", "-c", readme_example().replace("export TOKEN=...", f"export TOKEN={TOKEN}")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    customer_text, invoice_text = result.stdout.split("}{", 1)
+    customer = json.loads(customer_text + "}")
+    invoice = json.loads("{" + invoice_text)
+    assert customer["external_id"] == "C-1001"
+    assert (invoice["total"], invoice["balance"], invoice["status"]) == (37500, 37500, "open")
+    assert invoice["customer_id"] == customer["id"]
+
+    def issued(records: list[topic_reader.Record]) -> list[topic_reader.Record]:
+        return [
+            r
+            for r in records
+            if dict(r.headers).get("ce_type") == b"invoice.issued.v1"
+            and json.loads(r.value or b"{}").get("invoice_id") == invoice["id"]
+        ]
+
+    records = await topic_reader.read(
+        stack["bootstrap"],
+        "invoice.events",
+        since=since,
+        until=lambda rs: bool(issued(rs)),
+        timeout_s=20,
+        idle_s=1.0,
+    )
+    mine = issued(records)
+    assert len(mine) == 1
+    assert mine[0].key == customer["id"].encode()
+    body = json.loads(mine[0].value or b"{}")
+    assert body["total"] == 37500
+    assert "traceparent" in dict(mine[0].headers)
