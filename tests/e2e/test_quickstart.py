@@ -113,3 +113,37 @@ async def test_readme_example_creates_a_customer_and_an_invoice(stack: dict[str,
     body = json.loads(mine[0].value or b"{}")
     assert body["total"] == 37500
     assert "traceparent" in dict(mine[0].headers)
+
+
+@pytest.mark.slow
+async def test_trace_of_the_http_request_reaches_the_kafka_record(stack: dict[str, str]) -> None:
+    """HTTP → outbox row → relay → Kafka header: one trace id all the way."""
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    since = await topic_reader.end_offsets(stack["bootstrap"], "invoice.events")
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:8001") as client:
+        response = await client.post(
+            "/v1/invoices",
+            headers={
+                "Authorization": f"Bearer {TOKEN}",
+                "traceparent": f"00-{trace_id}-b7ad6b7169203331-01",
+            },
+            json={
+                "customer_external_id": "C-1001",
+                "number": "INV-TRACE",
+                "issue_date": "2026-11-23",
+                "po_number": "PO-78",
+                "total": 1000,
+                "currency": "EUR",
+            },
+        )
+    assert response.status_code == 201, response.text
+    invoice_id = response.json()["id"]
+
+    def mine(records: list[topic_reader.Record]) -> list[topic_reader.Record]:
+        return [r for r in records if json.loads(r.value or b"{}").get("invoice_id") == invoice_id]
+
+    records = await topic_reader.read(
+        stack["bootstrap"], "invoice.events", since=since, until=lambda rs: bool(mine(rs))
+    )
+    (record,) = mine(records)
+    assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id

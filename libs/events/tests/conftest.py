@@ -11,6 +11,10 @@ import pytest
 from duewise_dev.broker import ensure_topics
 from duewise_events.outbox import Outbox
 from events_support import METADATA, OUTBOX_TABLE
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -70,3 +74,15 @@ async def fresh_topic(kafka_bootstrap: str) -> str:
     name = f"test.{uuid.uuid4().hex[:10]}"
     await ensure_topics(kafka_bootstrap, {name: 6, f"{name}.dlt": 6})
     return name
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span finished in this session, from the real SDK (installed once, globally)."""
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

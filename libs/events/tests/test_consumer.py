@@ -14,6 +14,7 @@ from duewise_events.catalogue import Event, InvoiceIssued
 from duewise_events.consumer import Outcome
 from duewise_events.envelope import Envelope
 from events_support import EFFECTS, INBOX_TABLE, make_consumer, record_effect
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -214,6 +215,33 @@ async def test_rebalance_between_two_members_loses_and_doubles_nothing(
 
     await run_until(b, stop_b, all_applied, timeout=60)
     assert await effect_counts(sessions) == Counter({e.id: 1 for e in envs})
+
+
+async def test_consumer_span_continues_the_producers_trace(
+    sessions: async_sessionmaker[AsyncSession],
+    kafka_bootstrap: str,
+    fresh_topic: str,
+    spans: InMemorySpanExporter,
+) -> None:
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    env = envelope("cus_trace")
+    env = Envelope(**{**env.__dict__, "traceparent": f"00-{trace_id}-{parent_span}-01"})
+    await produce(kafka_bootstrap, fresh_topic, [wire(env)])
+    outcomes: list[Outcome] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        make_consumer(sessions, kafka_bootstrap, fresh_topic, outcomes=outcomes).run(stop)
+    )
+    await run_until(task, stop, lambda: _async(len(outcomes) >= 1))
+    (span,) = [
+        s
+        for s in spans.get_finished_spans()
+        if s.attributes and s.attributes.get("messaging.message.id") == env.id
+    ]
+    assert span.name == f"{fresh_topic} process"
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == parent_span
 
 
 async def _async(value: bool) -> bool:
