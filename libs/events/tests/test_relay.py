@@ -248,3 +248,21 @@ async def test_relay_killed_between_publish_and_mark_duplicates_on_the_wire(
             await s.execute(select(func.count()).where(INBOX_TABLE.c.event_id == env.id))
         ).scalar_one()
     assert (effects, inbox) == (1, 1)
+
+
+async def test_add_many_stages_events_in_order_in_one_statement(
+    sessions: async_sessionmaker[AsyncSession], outbox: Outbox, events_dsn: str, topics: str
+) -> None:
+    since = await topic_reader.end_offsets(topics, INVOICE_EVENTS)
+    async with sessions() as s, s.begin():
+        envs = await outbox.add_many(s, [issued("cus_bulk", n) for n in range(1, 6)])
+    async with running(OutboxRelay(events_dsn, topics, lock_key=7)):
+        records = await topic_reader.read(
+            topics,
+            INVOICE_EVENTS,
+            since=since,
+            until=lambda rs: {e.id for e in envs} <= set(ids_of(rs)),
+        )
+    wanted = {e.id for e in envs}
+    assert [i for i in ids_of(records) if i in wanted] == [e.id for e in envs]
+    assert await unpublished(events_dsn) == 0

@@ -6,7 +6,9 @@ owns the transaction commits both at once. Nothing here talks to Kafka: the rela
 
 from __future__ import annotations
 
-from sqlalchemy import Table, func, insert
+from collections.abc import Sequence
+
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from duewise_events.catalogue import Event
@@ -21,6 +23,33 @@ class Outbox:
         self.table = table
         self.source = source
         self.channel = channel
+
+    async def add_many(self, session: AsyncSession, events: Sequence[Event]) -> list[Envelope]:
+        """Stage many events at once (bulk import): one multi-row insert, one notification."""
+        if not events:
+            return []
+        trace = current_trace_headers()
+        envelopes = [Envelope.wrap(event, source=self.source) for event in events]
+        await session.execute(
+            insert(self.table),
+            [
+                {
+                    "event_id": env.id,
+                    "topic": event.TOPIC,
+                    "key": env.key,
+                    "type": env.type,
+                    "source": env.source,
+                    "subject": None,
+                    "time": env.time,
+                    "payload": env.data,
+                    "traceparent": trace.get("traceparent"),
+                    "tracestate": trace.get("tracestate"),
+                }
+                for env, event in zip(envelopes, events, strict=True)
+            ],
+        )
+        await session.execute(select(func.pg_notify(self.channel, "")))
+        return envelopes
 
     async def add(
         self, session: AsyncSession, event: Event, *, subject: str | None = None

@@ -9,8 +9,10 @@ import signal
 import typer
 
 from invoice.config import get_settings
+from invoice.imports.commands import import_app
 
 app = typer.Typer(help="duewise invoice service", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 
 @app.command()
