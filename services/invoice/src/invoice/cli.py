@@ -39,9 +39,16 @@ def api() -> None:
         get_settings.cache_clear()
         settings = get_settings()
         typer.echo(f"invoice: DUEWISE_ADMIN_TOKEN not set; generated admin token: {token}")
-    from invoice.main import create_app
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # An import string and factory, so that each worker process builds its own app.
+    uvicorn.run(
+        "invoice.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        log_level="info",
+    )
 
 
 @app.command()
