@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -69,3 +71,20 @@ async def test_scopes_limited_by_role(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 422
     assert "scopes" in r.text
+
+
+async def test_a_revoked_token_stops_working_once_its_cache_entry_expires(
+    client: httpx.AsyncClient, anon: httpx.AsyncClient, engine: AsyncEngine, app: FastAPI
+) -> None:
+    app.state.token_cache.ttl_s = 0.3
+    try:
+        r = await client.post("/v1/tokens", json={"name": "erp", "role": "service"})
+        token = r.json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await anon.get("/v1/invoices", headers=headers)).status_code == 200
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE api_token SET revoked_at = now() WHERE name = 'erp'"))
+        await asyncio.sleep(0.4)
+        assert (await anon.get("/v1/invoices", headers=headers)).status_code == 401
+    finally:
+        app.state.token_cache.ttl_s = 10.0

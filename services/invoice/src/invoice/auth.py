@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -73,23 +74,54 @@ def _unauthorized(detail: str) -> DomainError:
     )
 
 
+class TokenCache:
+    """Recently verified tokens, so a busy caller costs no database round trip per request.
+
+    Only valid tokens are cached, for `ttl_s`: a revoked token stops working within that
+    time. Bounded, so a flood of distinct tokens cannot grow it without limit.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[token_hash] = (time.monotonic() + self.ttl_s, principal)
+
+
 async def current_principal(request: Request, session: SessionDep) -> Principal:
     """The principal of the request's bearer token; 401 without a valid one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("send Authorization: Bearer <token>")
+    token_hash = hash_token(token.strip())
+    cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
+    if cache is not None and (cached := cache.get(token_hash)) is not None:
+        return cached
     async with session.begin():
         row = await session.scalar(
             select(ApiToken).where(
-                col(ApiToken.token_hash) == hash_token(token.strip()),
+                col(ApiToken.token_hash) == token_hash,
                 col(ApiToken.revoked_at).is_(None),
             )
         )
     if row is None:
         raise _unauthorized("the bearer token is not valid")
     scopes = frozenset(row.scopes) if row.scopes else ROLE_SCOPES.get(row.role, frozenset())
-    return Principal(token_id=row.id, name=row.name, role=row.role, scopes=scopes)
+    principal = Principal(token_id=row.id, name=row.name, role=row.role, scopes=scopes)
+    if cache is not None:
+        cache.put(token_hash, principal)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

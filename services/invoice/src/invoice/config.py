@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, validation_alias=AliasChoices("INVOICE_DB_POOL_SIZE"))
     # One process per core is the usual sizing; on Kubernetes keep 1 and scale pods instead.
     workers: int = Field(default=1, ge=1, le=64, validation_alias=AliasChoices("INVOICE_WORKERS"))
+    # How long a verified token is trusted without a database look-up (revocation delay).
+    token_cache_ttl_s: float = Field(
+        default=10.0, ge=0, validation_alias=AliasChoices("INVOICE_TOKEN_CACHE_TTL_S")
+    )
     # Per-request access lines cost CPU on the hot path; the OTel server spans carry the same.
     access_log: bool = Field(default=False, validation_alias=AliasChoices("INVOICE_ACCESS_LOG"))
 

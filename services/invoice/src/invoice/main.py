@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from invoice.api import health, v1
-from invoice.auth import upsert_admin_token
+from invoice.auth import TokenCache, upsert_admin_token
 from invoice.config import Settings, get_settings
 from invoice.db import make_engine, make_sessionmaker
 from invoice.idempotency import purge_expired
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.settings = settings
+        app.state.token_cache = TokenCache(ttl_s=settings.token_cache_ttl_s)
         if settings.admin_token is not None:
             async with app.state.sessionmaker() as session, session.begin():
                 await upsert_admin_token(session, settings.admin_token.get_secret_value())
