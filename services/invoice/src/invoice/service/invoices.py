@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from duewise_events.catalogue import (
     InvoiceIssued,
@@ -17,6 +19,7 @@ from sqlmodel import col, select
 from invoice.models import (
     OUTBOX,
     Allocation,
+    Customer,
     Invoice,
     InvoiceCreate,
     InvoiceLine,
@@ -35,6 +38,32 @@ async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoic
         external_id=data.customer_external_id,
         field="customer_id",
     )
+    priced = price_invoice(data, customer)
+    await _check_unique(session, customer.id, data.number, data.external_id)
+    invoice = new_invoice(data, customer, priced)
+    session.add(invoice)
+    await session.flush()
+    lines = new_lines(invoice, data, priced)
+    session.add_all(lines)
+    await OUTBOX.add(session, issued_event(invoice, lines))
+    return invoice
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What `price_invoice` worked out for an invoice: line amounts, total, due date, GL code."""
+
+    amounts: list[int]
+    total: int
+    due_date: dt.date
+    gl_code: str | None
+
+
+def price_invoice(data: InvoiceCreate, customer: Customer) -> Priced:
+    """Check `data` against its (locked) customer and work out its amounts; DomainError if not.
+
+    Shared by `issue_invoice` and the bulk path (`service.bulk`); touches no database.
+    """
     both = data.customer_id is not None and data.customer_external_id is not None
     if both and customer.external_id != data.customer_external_id:
         raise DomainError(
@@ -69,56 +98,66 @@ async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoic
             "total",
         )
     due = data.due_date or data.issue_date + dt.timedelta(days=customer.payment_terms_days)
-    await _check_unique(session, customer.id, data.number, data.external_id)
-    invoice = Invoice(
+    return Priced(
+        amounts=amounts,
+        total=total,
+        due_date=due,
+        gl_code=data.gl_code or prefs.get("customer_gl_code"),
+    )
+
+
+def new_invoice(data: InvoiceCreate, customer: Customer, priced: Priced) -> Invoice:
+    """The invoice row (not yet added to the session) for a checked `data`."""
+    return Invoice(
         customer_id=customer.id,
         number=data.number,
         external_id=data.external_id,
         issue_date=data.issue_date,
-        due_date=due,
+        due_date=priced.due_date,
         currency=data.currency,
         po_number=data.po_number,
-        gl_code=data.gl_code or prefs.get("customer_gl_code"),
+        gl_code=priced.gl_code,
         kind=data.kind,
-        total=total,
-        balance=total,
-        status="paid" if total == 0 else "open",
+        total=priced.total,
+        balance=priced.total,
+        status="paid" if priced.total == 0 else "open",
     )
-    session.add(invoice)
-    await session.flush()
-    lines = [
+
+
+def new_lines(invoice: Invoice, data: InvoiceCreate, priced: Priced) -> list[InvoiceLine]:
+    """The line rows of `invoice` (not yet added to the session)."""
+    return [
         InvoiceLine(invoice_id=invoice.id, position=i, amount=amount, **line.model_dump())
-        for i, (line, amount) in enumerate(zip(data.lines, amounts, strict=True))
+        for i, (line, amount) in enumerate(zip(data.lines, priced.amounts, strict=True))
     ]
-    session.add_all(lines)
-    await OUTBOX.add(
-        session,
-        InvoiceIssued(
-            customer_id=customer.id,
-            invoice_id=invoice.id,
-            number=invoice.number,
-            external_id=invoice.external_id,
-            issue_date=invoice.issue_date,
-            due_date=invoice.due_date,
-            currency=invoice.currency,
-            total=invoice.total,
-            balance=invoice.balance,
-            po_number=invoice.po_number,
-            gl_code=invoice.gl_code,
-            kind=data.kind,
-            lines=[
-                InvoiceLineSnapshot(
-                    description=ln.description,
-                    quantity=ln.quantity,
-                    unit_price=ln.unit_price,
-                    amount=ln.amount,
-                    gl_code=ln.gl_code,
-                )
-                for ln in lines
-            ],
-        ),
+
+
+def issued_event(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceIssued:
+    """The InvoiceIssued event of a just-issued invoice."""
+    return InvoiceIssued(
+        customer_id=invoice.customer_id,
+        invoice_id=invoice.id,
+        number=invoice.number,
+        external_id=invoice.external_id,
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        currency=invoice.currency,
+        total=invoice.total,
+        balance=invoice.balance,
+        po_number=invoice.po_number,
+        gl_code=invoice.gl_code,
+        kind=invoice.kind,
+        lines=[
+            InvoiceLineSnapshot(
+                description=ln.description,
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+                amount=ln.amount,
+                gl_code=ln.gl_code,
+            )
+            for ln in lines
+        ],
     )
-    return invoice
 
 
 async def void_invoice(
@@ -234,15 +273,23 @@ async def _check_unique(
     stmt = select(Invoice.customer_id, Invoice.number, Invoice.external_id).where(cond).limit(2)
     for row in (await session.execute(stmt)).all():
         if row.customer_id == customer_id and row.number == number:
-            raise DomainError(
-                409,
-                "Duplicate invoice number",
-                f"number: customer {customer_id} already has an invoice {number!r}",
-                "number",
-            )
-        raise DomainError(
-            409,
-            "Duplicate external id",
-            f"external_id: an invoice with external_id {external_id!r} already exists",
-            "external_id",
-        )
+            raise duplicate_number(customer_id, number)
+        raise duplicate_external_id(external_id)
+
+
+def duplicate_number(customer_id: str, number: str) -> DomainError:
+    return DomainError(
+        409,
+        "Duplicate invoice number",
+        f"number: customer {customer_id} already has an invoice {number!r}",
+        "number",
+    )
+
+
+def duplicate_external_id(external_id: str | None) -> DomainError:
+    return DomainError(
+        409,
+        "Duplicate external id",
+        f"external_id: an invoice with external_id {external_id!r} already exists",
+        "external_id",
+    )

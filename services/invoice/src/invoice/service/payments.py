@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from duewise_events.catalogue import AllocationSnapshot, PaymentReceived, PaymentReversed
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,35 +33,18 @@ async def record_payment(*, session: AsyncSession, data: PaymentCreate) -> Payme
         external_id=data.customer_external_id,
         field="customer_id",
     )
-    if data.currency != customer.currency:
-        raise DomainError(
-            422,
-            "Currency mismatch",
-            f"currency: the payment is in {data.currency} but customer {customer.id} is billed "
-            f"in {customer.currency}",
-            "currency",
-        )
+    check_payment_currency(data, customer)
     if data.external_id is not None:
         existing = await session.scalar(
             select(Payment.id).where(col(Payment.external_id) == data.external_id)
         )
         if existing:
-            raise DomainError(
-                409,
-                "Duplicate external id",
-                f"external_id: a payment with external_id {data.external_id!r} already exists",
-                "external_id",
-            )
+            raise duplicate_payment(data.external_id)
     if data.allocations is None:
         plan = await _oldest_first(session, customer, data.amount)
     else:
         plan = await _explicit(session, customer, data)
-    allocated = sum(amount for _, amount in plan)
-    payment = Payment(
-        customer_id=customer.id,
-        unallocated=data.amount - allocated,
-        **data.model_dump(exclude={"customer_id", "customer_external_id", "allocations"}),
-    )
+    payment = new_payment(data, customer, plan)
     session.add(payment)
     await session.flush()
     allocations: list[Allocation] = []
@@ -76,23 +59,9 @@ async def record_payment(*, session: AsyncSession, data: PaymentCreate) -> Payme
                 payment_id=payment.id, invoice_id=invoice.id, amount=amount, position=position
             )
         )
-        snapshots.append(_snapshot(invoice, amount))
+        snapshots.append(allocation_snapshot(invoice, amount))
     session.add_all(allocations)
-    await OUTBOX.add(
-        session,
-        PaymentReceived(
-            customer_id=customer.id,
-            payment_id=payment.id,
-            amount=payment.amount,
-            currency=payment.currency,
-            method=data.method,
-            received_at=payment.received_at,
-            reference=payment.reference,
-            allocations=snapshots,
-            unallocated=payment.unallocated,
-            in_transit=payment.in_transit,
-        ),
-    )
+    await OUTBOX.add(session, received_event(payment, data, snapshots))
     return payment
 
 
@@ -132,7 +101,7 @@ async def reverse_payment(
         invoice.refresh_status()
         invoice.updated_at = now
         session.add(invoice)
-        snapshots.append(_snapshot(invoice, alloc.amount))
+        snapshots.append(allocation_snapshot(invoice, alloc.amount))
     payment.reversed_at = now
     payment.reversal_reason = data.reason
     payment.reversal_note = data.note
@@ -235,6 +204,47 @@ async def _explicit(
         select(Invoice).where(col(Invoice.id).in_(ids)).execution_options(populate_existing=True)
     )
     invoices = {inv.id: inv for inv in rows.scalars()}
+    return plan_allocations(data, customer, invoices)
+
+
+def allocation_snapshot(invoice: Invoice, amount: int) -> AllocationSnapshot:
+    return AllocationSnapshot(
+        invoice_id=invoice.id,
+        amount=amount,
+        invoice_balance=invoice.balance,
+        invoice_status=invoice.status,
+        due_date=invoice.due_date,
+    )
+
+
+def check_payment_currency(data: PaymentCreate, customer: Customer) -> None:
+    if data.currency != customer.currency:
+        raise DomainError(
+            422,
+            "Currency mismatch",
+            f"currency: the payment is in {data.currency} but customer {customer.id} is billed "
+            f"in {customer.currency}",
+            "currency",
+        )
+
+
+def duplicate_payment(external_id: str) -> DomainError:
+    return DomainError(
+        409,
+        "Duplicate external id",
+        f"external_id: a payment with external_id {external_id!r} already exists",
+        "external_id",
+    )
+
+
+def plan_allocations(
+    data: PaymentCreate, customer: Customer, invoices: Mapping[str, Invoice]
+) -> list[tuple[Invoice, int]]:
+    """Check `data`'s explicit allocations against `invoices` (current, by id); the plan.
+
+    Pure: shared by `record_payment` and the bulk path (`service.bulk`).
+    """
+    given = data.allocations or []
     remaining = {inv.id: inv.balance for inv in invoices.values()}
     plan: list[tuple[Invoice, int]] = []
     for i, alloc in enumerate(given):
@@ -277,11 +287,30 @@ async def _explicit(
     return plan
 
 
-def _snapshot(invoice: Invoice, amount: int) -> AllocationSnapshot:
-    return AllocationSnapshot(
-        invoice_id=invoice.id,
-        amount=amount,
-        invoice_balance=invoice.balance,
-        invoice_status=invoice.status,
-        due_date=invoice.due_date,
+def new_payment(
+    data: PaymentCreate, customer: Customer, plan: Sequence[tuple[Invoice, int]]
+) -> Payment:
+    """The payment row (not yet added to the session) for a checked `data` and its plan."""
+    allocated = sum(amount for _, amount in plan)
+    return Payment(
+        customer_id=customer.id,
+        unallocated=data.amount - allocated,
+        **data.model_dump(exclude={"customer_id", "customer_external_id", "allocations"}),
+    )
+
+
+def received_event(
+    payment: Payment, data: PaymentCreate, snapshots: list[AllocationSnapshot]
+) -> PaymentReceived:
+    return PaymentReceived(
+        customer_id=payment.customer_id,
+        payment_id=payment.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        method=data.method,
+        received_at=payment.received_at,
+        reference=payment.reference,
+        allocations=snapshots,
+        unallocated=payment.unallocated,
+        in_transit=payment.in_transit,
     )
