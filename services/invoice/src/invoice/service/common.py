@@ -42,7 +42,7 @@ async def lock_customer(
             field = "customer_external_id"
     else:
         raise DomainError(422, "Customer required", "give customer_id", "customer_id")
-    customer = (await session.execute(stmt)).scalar_one_or_none()
+    customer: Customer | None = (await session.execute(stmt)).scalar_one_or_none()
     if customer is None:
         raise not_found("customer", ident, field)
     return customer

@@ -69,7 +69,7 @@ async def resolve_dispute(
         .where(col(Dispute.id) == dispute_id)
         .execution_options(populate_existing=True)
     )
-    dispute = (await session.execute(stmt)).scalar_one()
+    dispute: Dispute = (await session.execute(stmt)).scalar_one()
     if dispute.status != "open":
         raise DomainError(
             409, "Dispute already resolved", f"dispute {dispute.id} is {dispute.status}"

@@ -235,7 +235,8 @@ async def lock_invoice(session: AsyncSession, invoice_id: str) -> Invoice:
         .where(col(Invoice.id) == invoice_id)
         .execution_options(populate_existing=True)
     )
-    return (await session.execute(stmt)).scalar_one()
+    invoice: Invoice = (await session.execute(stmt)).scalar_one()
+    return invoice
 
 
 async def _paid_amount(session: AsyncSession, invoice_id: str) -> int:

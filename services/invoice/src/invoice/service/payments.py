@@ -80,7 +80,7 @@ async def reverse_payment(
         .where(col(Payment.id) == payment_id)
         .execution_options(populate_existing=True)
     )
-    payment = (await session.execute(stmt)).scalar_one()
+    payment: Payment = (await session.execute(stmt)).scalar_one()
     if payment.reversed_at is not None:
         raise DomainError(
             409,
