@@ -150,7 +150,8 @@ async def _import_in_process(kind: Kind, path: Path, stack: Stack, log: Log) -> 
     log(f"  {kind}: {report.created:,} created, {report.skipped:,} skipped")
     return (
         "`invoice.imports.runner.import_rows` in the bench process (reading the file with "
-        "`imports.parse.read_csv`, batches of 500, one savepoint per row)"
+        "`imports.parse.read_csv`, batches of 500 issued set-wise; per-row savepoints only "
+        "for a batch that fails)"
     )
 
 
