@@ -80,7 +80,7 @@ def build() -> dict[str, Any]:
         operations[f"publish_{channel_id}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{channel_id}"},
-            "summary": f"Published through the transactional outbox of {in_topic[0].TOPIC}.",
+            "summary": f"Published to {topic} through its producer's transactional outbox.",
         }
     for cls in CATALOGUE:
         name = _message_name(cls)

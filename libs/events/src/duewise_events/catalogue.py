@@ -17,6 +17,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 INVOICE_EVENTS = "invoice.events"
+DUNNING_EVENTS = "dunning.events"
 
 #: Money is an integer count of the currency's minor units (cents, yen, fils), never a float.
 Money = Annotated[int, Field(strict=True, ge=0, description="Amount in minor units")]
@@ -221,6 +222,124 @@ class DisputeResolved(Event):
     resolved_at: dt.datetime
 
 
+Channel = Literal["email", "sms", "webhook", "task"]
+Tone = Literal["friendly", "neutral", "firm", "final"]
+DunningStage = Literal["current", "reminded", "final_notice", "credit_hold"]
+
+
+class ReminderInvoice(_Snapshot):
+    invoice_id: str
+    number: str
+    due_date: dt.date
+    balance: Money
+    currency: Currency
+    days_overdue: int = Field(description="negative before the due date")
+    fee_amount: Money = 0
+
+
+class ReminderDue(Event):
+    TYPE = "reminder.due.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = (
+        "A reminder step fell due: one notice per customer per day, listing every invoice it "
+        "covers. Notify sends it (or, for channel `task`, raises a task for a collector)."
+    )
+
+    notice_id: str = Field(description="unique per (customer, local date, step); dedup key")
+    step_key: str
+    step_index: int
+    channel: Channel
+    template: str
+    tone: Tone
+    local_date: dt.date = Field(description="the day it is due in the customer's time zone")
+    send_at: dt.datetime
+    recipient_roles: list[str] = Field(default_factory=lambda: ["billing"])
+    invoices: list[ReminderInvoice]
+    currency: Currency
+    total_balance: Money
+    total_fees: Money = 0
+    policy_id: str
+    policy_version: int
+
+
+class FeeAssessed(Event):
+    TYPE = "fee.assessed.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = (
+        "A late fee or interest was assessed; the invoice service turns it into a fee invoice."
+    )
+
+    fee_id: str = Field(description="unique per (invoice, step, kind); the fee invoice's key")
+    invoice_id: str
+    kind: Literal["late_fee", "interest"]
+    amount: Money
+    currency: Currency
+    step_key: str
+    reason: str = Field(description="the rule and the inputs, in one sentence")
+    assessed_on: dt.date
+
+
+class PromiseKept(Event):
+    TYPE = "promise.kept.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = "Payment covering a promise to pay arrived by the promised date."
+
+    promise_id: str
+    invoice_ids: list[str]
+    amount: Money
+    currency: Currency
+    promised_date: dt.date
+    kept_on: dt.date
+
+
+class PromiseBroken(Event):
+    TYPE = "promise.broken.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = "The promised date passed without the promised payment; dunning resumes."
+
+    promise_id: str
+    invoice_ids: list[str]
+    amount: Money
+    paid: Money = Field(description="what arrived towards the promise by the date")
+    currency: Currency
+    promised_date: dt.date
+
+
+class DunningStageChanged(Event):
+    TYPE = "dunning.stage_changed.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = "A customer's dunning stage changed (current, reminded, final notice, credit hold)."
+
+    from_stage: DunningStage
+    to_stage: DunningStage
+    reason: str
+    changed_at: dt.datetime
+
+
+class CreditHoldPlaced(Event):
+    TYPE = "credit_hold.placed.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = "A customer was put on credit hold: other systems should stop new orders or service."
+
+    hold_id: str
+    reason: str
+    automatic: bool
+    overdue_balance: Money
+    currency: Currency
+    placed_at: dt.datetime
+
+
+class CreditHoldReleased(Event):
+    TYPE = "credit_hold.released.v1"
+    TOPIC = DUNNING_EVENTS
+    SUMMARY = "A credit hold was lifted (overdue balance cleared, or by a person with a reason)."
+
+    hold_id: str
+    reason: str
+    automatic: bool
+    released_at: dt.datetime
+
+
 #: The table of contents: every event class, in the order the catalogue lists them.
 CATALOGUE: tuple[type[Event], ...] = (
     CustomerCreated,
@@ -233,12 +352,20 @@ CATALOGUE: tuple[type[Event], ...] = (
     PaymentReversed,
     DisputeOpened,
     DisputeResolved,
+    ReminderDue,
+    FeeAssessed,
+    PromiseKept,
+    PromiseBroken,
+    DunningStageChanged,
+    CreditHoldPlaced,
+    CreditHoldReleased,
 )
 
 BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in CATALOGUE}
 
 TOPICS: dict[str, str] = {
     INVOICE_EVENTS: "Facts about customers, invoices, payments, credit notes and disputes.",
+    DUNNING_EVENTS: "What dunning decided: reminders due, fees, promises, stages and credit holds.",
 }
 
 
