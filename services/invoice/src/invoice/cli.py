@@ -1,4 +1,7 @@
-"""The invoice service's commands: `invoice migrate | api | relay` (or `python -m invoice.cli`)."""
+"""The invoice service's commands: `invoice migrate | api | relay | consumer`.
+
+Also runnable as `python -m invoice.cli <command>`.
+"""
 
 from __future__ import annotations
 
@@ -74,6 +77,47 @@ def relay() -> None:
             loop.add_signal_handler(sig, stop.set)
         typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
         await outbox_relay.run(stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def consumer() -> None:
+    """Consume dunning.events (fee assessments become fee invoices) until SIGTERM/SIGINT."""
+    from duewise_events.catalogue import DUNNING_EVENTS
+    from duewise_events.consumer import EventConsumer
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    from invoice.db import make_engine, make_sessionmaker
+    from invoice.handlers import HANDLERS
+    from invoice.main import _tracer_provider
+    from invoice.models import INBOX_TABLE
+
+    settings = get_settings()
+    _tracer_provider()
+
+    async def main() -> None:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+        event_consumer = EventConsumer(
+            name="invoice",
+            topics=[DUNNING_EVENTS],
+            handlers=HANDLERS,
+            session_factory=make_sessionmaker(engine),
+            inbox=INBOX_TABLE,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_idempotence=settings.kafka_enable_idempotence,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        bootstrap = settings.kafka_bootstrap_servers
+        typer.echo(f"invoice consumer: reading {DUNNING_EVENTS} from {bootstrap}")
+        try:
+            await event_consumer.run(stop)
+        finally:
+            await engine.dispose()
 
     asyncio.run(main())
 
