@@ -1,0 +1,131 @@
+"""The dunning service's commands: `python -m dunning.cli migrate|api|relay|consumer|scheduler`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from dunning.config import get_settings
+
+app = typer.Typer(help="duewise dunning service", no_args_is_help=True)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from dunning.migrations import upgrade
+
+    upgrade(get_settings().database_url)
+    typer.echo("dunning: database migrated to head")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on DUNNING_HOST:DUNNING_PORT (default 0.0.0.0:8002)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("dunning.main:create_app", factory=True, host=settings.host, port=settings.port)
+
+
+@app.command()
+def relay() -> None:
+    """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
+    from duewise_events.relay import OutboxRelay
+
+    from dunning.models import RELAY_LOCK_KEY
+
+    settings = get_settings()
+    outbox_relay = OutboxRelay(
+        settings.plain_database_url,
+        settings.kafka_bootstrap_servers,
+        lock_key=RELAY_LOCK_KEY,
+        enable_idempotence=settings.kafka_enable_idempotence,
+    )
+    _run_until_signal(outbox_relay.run)
+
+
+@app.command()
+def consumer() -> None:
+    """Consume invoice.events into the projections and schedules until SIGTERM/SIGINT."""
+    from duewise_events.catalogue import INVOICE_EVENTS
+    from duewise_events.consumer import EventConsumer
+
+    from dunning.db import make_engine, make_sessionmaker
+    from dunning.handlers import HANDLERS
+    from dunning.main import init_clock
+    from dunning.models import INBOX_TABLE
+
+    settings = get_settings()
+    init_clock(settings)
+
+    async def main(stop: asyncio.Event) -> None:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+        event_consumer = EventConsumer(
+            name="dunning",
+            topics=[INVOICE_EVENTS],
+            handlers=HANDLERS,
+            session_factory=make_sessionmaker(engine),
+            inbox=INBOX_TABLE,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            enable_idempotence=settings.kafka_enable_idempotence,
+        )
+        try:
+            await event_consumer.run(stop)
+        finally:
+            await engine.dispose()
+
+    _run_until_signal(main)
+
+
+@app.command()
+def scheduler() -> None:
+    """Claim and emit due steps until SIGTERM/SIGINT (run as many replicas as you like)."""
+    import datetime as dt
+
+    from dunning.clock import clock
+    from dunning.db import make_engine, make_sessionmaker
+    from dunning.lastlook import InvoiceApiLastLook
+    from dunning.main import init_clock
+    from dunning.scheduler import Scheduler
+
+    settings = get_settings()
+    init_clock(settings)
+
+    async def main(stop: asyncio.Event) -> None:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
+        last_look = InvoiceApiLastLook.from_settings(
+            settings.invoice_api_url, settings.last_look_token
+        )
+        worker = Scheduler(
+            make_sessionmaker(engine),
+            clock=clock,
+            last_look=last_look,
+            lease=dt.timedelta(seconds=settings.scheduler_lease_s),
+            batch=settings.scheduler_batch,
+        )
+        try:
+            await worker.run(stop, settings.scheduler_interval_s)
+        finally:
+            await last_look.aclose()
+            await engine.dispose()
+
+    _run_until_signal(main)
+
+
+if __name__ == "__main__":
+    app()

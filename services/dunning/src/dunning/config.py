@@ -1,0 +1,87 @@
+"""The dunning service's settings: one object, read from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the dunning service reads from its environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/duewise_dunning",
+        validation_alias=AliasChoices("DUNNING_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    kafka_enable_idempotence: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
+    )
+    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("DUNNING_HOST", "host"))
+    port: int = Field(default=8002, validation_alias=AliasChoices("DUNNING_PORT", "port"))
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token")
+    )
+    invoice_api_url: str = Field(
+        default="http://127.0.0.1:8001",
+        validation_alias=AliasChoices("INVOICE_API_URL", "invoice_api_url"),
+    )
+    invoice_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DUNNING_INVOICE_TOKEN", "invoice_token"),
+        description="token for the last look at the invoice API; DUEWISE_ADMIN_TOKEN if unset",
+    )
+    env: str = Field(default="local", validation_alias=AliasChoices("DUEWISE_ENV", "env"))
+    clock: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DUNNING_CLOCK", "clock"),
+        description="an ISO instant to start the settable clock at (not in production)",
+    )
+    scheduler_interval_s: float = Field(
+        default=1.0, validation_alias=AliasChoices("DUNNING_SCHEDULER_INTERVAL_S")
+    )
+    scheduler_lease_s: float = Field(
+        default=60.0, validation_alias=AliasChoices("DUNNING_SCHEDULER_LEASE_S")
+    )
+    scheduler_batch: int = Field(default=500, validation_alias=AliasChoices("DUNNING_BATCH"))
+    db_pool_size: int = Field(default=10, validation_alias=AliasChoices("DUNNING_DB_POOL_SIZE"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not v.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        _, rest = self.database_url.split("://", 1)
+        return f"postgresql+asyncpg://{rest}"
+
+    @property
+    def plain_database_url(self) -> str:
+        _, rest = self.database_url.split("://", 1)
+        return f"postgresql://{rest}"
+
+    @property
+    def last_look_token(self) -> str | None:
+        token = self.invoice_token or self.admin_token
+        return token.get_secret_value() if token is not None else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

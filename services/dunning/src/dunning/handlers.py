@@ -1,0 +1,336 @@
+"""What dunning does with each invoice.events fact: the projection, then the schedule.
+
+`HANDLERS` is the table of contents. Every handler runs inside the consumer's transaction
+(inbox row + effect). An event about an invoice or customer not seen yet is held in
+`held_event` and re-applied, in arrival order, when the missing one arrives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from duewise_events.catalogue import (
+    BY_TYPE,
+    AllocationSnapshot,
+    CreditNoteIssued,
+    CustomerCreated,
+    CustomerUpdated,
+    DisputeOpened,
+    DisputeResolved,
+    Event,
+    InvoiceIssued,
+    InvoiceVoided,
+    InvoiceWrittenOff,
+    PaymentReceived,
+    PaymentReversed,
+    PromiseKept,
+)
+from duewise_events.envelope import Envelope
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from dunning.clock import clock
+from dunning.models import (
+    OUTBOX,
+    CustomerProjection,
+    HeldEvent,
+    InvoiceProjection,
+    Pause,
+    Promise,
+    utcnow,
+)
+from dunning.service.holds import release_if_cleared
+from dunning.service.schedule import open_invoice_ids, recompute
+
+IN_TRANSIT_HOLD = dt.timedelta(days=7)
+
+
+def local_today(customer: CustomerProjection | None, now: dt.datetime) -> dt.date:
+    if customer is None:
+        return now.date()
+    return now.astimezone(ZoneInfo(customer.timezone)).date()
+
+
+async def _hold(session: AsyncSession, waiting_for: str, event: Event, event_id: str) -> None:
+    session.add(
+        HeldEvent(
+            waiting_for=waiting_for,
+            event_id=event_id,
+            type=event.TYPE,
+            payload=event.model_dump(mode="json"),
+        )
+    )
+    await session.flush()
+
+
+async def _release_held(session: AsyncSession, waiting_for: str) -> None:
+    """Re-apply, oldest first, what waited for `waiting_for` (it may be held again)."""
+    held = (
+        await session.scalars(
+            delete(HeldEvent).where(col(HeldEvent.waiting_for) == waiting_for).returning(HeldEvent)
+        )
+    ).all()
+    for row in sorted(held, key=lambda h: h.id or 0):
+        event = BY_TYPE[row.type].model_validate(row.payload)
+        await apply(session, event, row.event_id)
+
+
+async def _invoice(
+    session: AsyncSession, invoice_id: str, event: Event, event_id: str
+) -> InvoiceProjection | None:
+    """The projected invoice, or None after holding `event` until it is issued."""
+    invoice = await session.get(InvoiceProjection, invoice_id, with_for_update=True)
+    if invoice is None:
+        await _hold(session, f"invoice:{invoice_id}", event, event_id)
+    return invoice
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: str) -> None:
+    row = await session.get(CustomerProjection, event.customer_id, with_for_update=True)
+    roles = sorted({c.role for c in event.contacts if not c.undeliverable})
+    moved = row is not None and (row.timezone, row.country) != (event.timezone, event.country)
+    if row is None:
+        row = CustomerProjection(
+            id=event.customer_id, currency=event.currency, timezone="", country=""
+        )
+        session.add(row)
+    row.name, row.currency, row.timezone, row.country = (
+        event.name,
+        event.currency,
+        event.timezone,
+        event.country,
+    )
+    row.tags, row.contact_roles, row.updated_at = list(event.tags), roles, utcnow()
+    await session.flush()
+    await _release_held(session, f"customer:{event.customer_id}")
+    if moved or isinstance(event, CustomerUpdated):
+        for invoice_id in await open_invoice_ids(session, event.customer_id):
+            await recompute(session, invoice_id, clock.now())
+
+
+# --- invoices -----------------------------------------------------------------------------
+
+
+async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_id: str) -> None:
+    if await session.get(CustomerProjection, event.customer_id) is None:
+        await _hold(session, f"customer:{event.customer_id}", event, event_id)
+        return
+    if await session.get(InvoiceProjection, event.invoice_id) is None:
+        session.add(
+            InvoiceProjection(
+                id=event.invoice_id,
+                customer_id=event.customer_id,
+                number=event.number,
+                kind=event.kind,
+                issue_date=event.issue_date,
+                due_date=event.due_date,
+                total=event.total,
+                balance=event.balance,
+                currency=event.currency,
+                status="open" if event.balance else "paid",
+            )
+        )
+        await session.flush()
+    await recompute(session, event.invoice_id, clock.now())
+    await _release_held(session, f"invoice:{event.invoice_id}")
+
+
+async def _set_status(
+    session: AsyncSession, event: Event, event_id: str, invoice_id: str, status: str
+) -> None:
+    invoice = await _invoice(session, invoice_id, event, event_id)
+    if invoice is None:
+        return
+    invoice.status, invoice.updated_at = status, utcnow()
+    await recompute(session, invoice_id, clock.now())
+
+
+async def on_invoice_voided(session: AsyncSession, event: InvoiceVoided, event_id: str) -> None:
+    await _set_status(session, event, event_id, event.invoice_id, "void")
+
+
+async def on_written_off(session: AsyncSession, event: InvoiceWrittenOff, event_id: str) -> None:
+    await _set_status(session, event, event_id, event.invoice_id, "written_off")
+
+
+async def on_credit_note(session: AsyncSession, event: CreditNoteIssued, event_id: str) -> None:
+    invoice = await _invoice(session, event.invoice_id, event, event_id)
+    if invoice is None:
+        return
+    invoice.balance, invoice.status = event.invoice_balance, event.invoice_status
+    await recompute(session, invoice.id, clock.now())
+    await _after_balance_change(session, event.customer_id)
+
+
+# --- payments -----------------------------------------------------------------------------
+
+
+async def _allocate(
+    session: AsyncSession, event: Event, event_id: str, allocations: list[AllocationSnapshot]
+) -> list[InvoiceProjection]:
+    """Apply each allocation's new balance and status; hold the event for unknown invoices."""
+    touched: list[InvoiceProjection] = []
+    missing: list[str] = []
+    for alloc in allocations:
+        invoice = await session.get(InvoiceProjection, alloc.invoice_id, with_for_update=True)
+        if invoice is None:
+            missing.append(alloc.invoice_id)
+            continue
+        invoice.balance, invoice.status = alloc.invoice_balance, alloc.invoice_status
+        invoice.updated_at = utcnow()
+        touched.append(invoice)
+    for invoice_id in missing:
+        # The allocations carry absolute balances, so re-applying the whole event is safe.
+        await _hold(session, f"invoice:{invoice_id}", event, event_id)
+    return touched
+
+
+async def on_payment_received(session: AsyncSession, event: PaymentReceived, event_id: str) -> None:
+    now = clock.now()
+    touched = await _allocate(session, event, event_id, event.allocations)
+    for invoice in touched:
+        invoice.last_payment_date = event.received_at
+        if event.in_transit:
+            invoice.in_transit += next(
+                a.amount for a in event.allocations if a.invoice_id == invoice.id
+            )
+            session.add(
+                Pause(
+                    invoice_id=invoice.id,
+                    customer_id=None,
+                    kind="in_transit",
+                    reason=f"payment {event.payment_id} in transit ({event.method})",
+                    resume_on=event.received_at + IN_TRANSIT_HOLD,
+                    ref=event.payment_id,
+                )
+            )
+        await recompute(session, invoice.id, now)
+    await _count_towards_promises(session, event, {i.id for i in touched})
+    await _after_balance_change(session, event.customer_id)
+
+
+async def _count_towards_promises(
+    session: AsyncSession, event: PaymentReceived, invoice_ids: set[str]
+) -> None:
+    promises = (
+        await session.scalars(
+            select(Promise)
+            .where(col(Promise.customer_id) == event.customer_id, col(Promise.status) == "open")
+            .with_for_update()
+        )
+    ).all()
+    for promise in promises:
+        paid = sum(
+            a.amount
+            for a in event.allocations
+            if a.invoice_id in promise.invoice_ids and a.invoice_id in invoice_ids
+        )
+        if not paid:
+            continue
+        promise.paid += paid
+        if promise.paid >= promise.amount:
+            promise.status, promise.resolved_at = "kept", clock.now()
+            await OUTBOX.add(
+                session,
+                PromiseKept(
+                    customer_id=promise.customer_id,
+                    promise_id=promise.id,
+                    invoice_ids=promise.invoice_ids,
+                    amount=promise.amount,
+                    currency=promise.currency,
+                    promised_date=promise.promised_date,
+                    kept_on=event.received_at,
+                ),
+            )
+            await lift_pauses(session, kind="promise", ref=promise.id)
+
+
+async def on_payment_reversed(session: AsyncSession, event: PaymentReversed, event_id: str) -> None:
+    touched = await _allocate(session, event, event_id, event.allocations)
+    await lift_pauses(session, kind="in_transit", ref=event.payment_id)
+    for invoice in touched:
+        invoice.in_transit = 0
+        await recompute(session, invoice.id, clock.now())
+
+
+async def _after_balance_change(session: AsyncSession, customer_id: str) -> None:
+    now = clock.now()
+    customer = await session.get(CustomerProjection, customer_id)
+    await release_if_cleared(session, customer_id, now, local_today(customer, now))
+
+
+# --- disputes -----------------------------------------------------------------------------
+
+
+async def on_dispute_opened(session: AsyncSession, event: DisputeOpened, event_id: str) -> None:
+    invoice = await _invoice(session, event.invoice_id, event, event_id)
+    if invoice is None:
+        return
+    invoice.disputed, invoice.status = True, "disputed"
+    session.add(
+        Pause(
+            invoice_id=invoice.id,
+            kind="dispute",
+            reason=f"dispute {event.dispute_id}: {event.reason}",
+            ref=event.dispute_id,
+        )
+    )
+    await recompute(session, invoice.id, clock.now())
+
+
+async def on_dispute_resolved(session: AsyncSession, event: DisputeResolved, event_id: str) -> None:
+    invoice = await _invoice(session, event.invoice_id, event, event_id)
+    if invoice is None:
+        return
+    invoice.disputed = False
+    invoice.balance, invoice.status = event.invoice_balance, event.invoice_status
+    await lift_pauses(session, kind="dispute", ref=event.dispute_id)
+    await recompute(session, invoice.id, clock.now())
+    await _after_balance_change(session, event.customer_id)
+
+
+async def lift_pauses(session: AsyncSession, *, kind: str, ref: str) -> None:
+    await session.execute(
+        update(Pause)
+        .where(col(Pause.kind) == kind, col(Pause.ref) == ref, col(Pause.lifted_at).is_(None))
+        .values(lifted_at=clock.now())
+    )
+
+
+# --- the table of contents ----------------------------------------------------------------
+
+_Apply = Callable[[AsyncSession, Event, str], Awaitable[None]]
+
+APPLY: dict[type[Event], _Apply] = {
+    CustomerCreated: on_customer,  # type: ignore[dict-item]
+    CustomerUpdated: on_customer,  # type: ignore[dict-item]
+    InvoiceIssued: on_invoice_issued,  # type: ignore[dict-item]
+    PaymentReceived: on_payment_received,  # type: ignore[dict-item]
+    PaymentReversed: on_payment_reversed,  # type: ignore[dict-item]
+    CreditNoteIssued: on_credit_note,  # type: ignore[dict-item]
+    InvoiceVoided: on_invoice_voided,  # type: ignore[dict-item]
+    InvoiceWrittenOff: on_written_off,  # type: ignore[dict-item]
+    DisputeOpened: on_dispute_opened,  # type: ignore[dict-item]
+    DisputeResolved: on_dispute_resolved,  # type: ignore[dict-item]
+}
+
+
+async def apply(session: AsyncSession, event: Event, event_id: str) -> None:
+    """Apply one event (also used to re-apply held ones)."""
+    await APPLY[type(event)](session, event, event_id)
+
+
+async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> None:
+    """The EventConsumer's entry point for every type dunning reacts to."""
+    await apply(session, event, envelope.id)
+
+
+HANDLERS: dict[type[Event], Callable[[AsyncSession, Event, Envelope], Awaitable[None]]] = {
+    cls: handle for cls in APPLY
+}

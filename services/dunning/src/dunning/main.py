@@ -1,0 +1,61 @@
+"""The FastAPI app and its lifespan: the composition root of the dunning service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from dunning.api import health, v1
+from dunning.auth import upsert_admin_token
+from dunning.clock import clock
+from dunning.config import Settings, get_settings
+from dunning.db import make_engine, make_sessionmaker
+from dunning.problems import install_problem_handlers
+
+
+def init_clock(settings: Settings) -> None:
+    """Start the clock at DUNNING_CLOCK (refused in production)."""
+    if settings.clock:
+        if settings.production:
+            raise RuntimeError("DUNNING_CLOCK is refused when DUEWISE_ENV=production")
+        clock.set(dt.datetime.fromisoformat(settings.clock))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The dunning service's app, wired to `settings` (the environment's by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.settings = settings
+        init_clock(settings)
+        async with app.state.sessionmaker() as session, session.begin():
+            if settings.admin_token is not None:
+                await upsert_admin_token(session, settings.admin_token.get_secret_value())
+            if settings.clock:
+                await clock.store(session)
+            elif not settings.production:
+                await clock.load(session)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="duewise dunning service",
+        version="0.1.0",
+        description="Dunning policies, schedules, reminders due, fees, promises and credit holds.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app

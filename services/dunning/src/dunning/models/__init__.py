@@ -1,0 +1,62 @@
+"""The dunning service's tables and schemas, plus the outbox and inbox on the same metadata."""
+
+from __future__ import annotations
+
+from duewise_events.outbox import Outbox
+from duewise_events.tables import inbox_table, outbox_table
+
+from dunning.models.tables import (
+    STEP_STATUSES,
+    ApiToken,
+    AuditLog,
+    ClockSetting,
+    CustomerProjection,
+    CustomerStage,
+    DunningModel,
+    HeldEvent,
+    IdempotencyRecord,
+    InvoiceProjection,
+    Notice,
+    Pause,
+    Policy,
+    PolicyAssignment,
+    Promise,
+    ScheduledStep,
+    new_id,
+    utcnow,
+)
+
+#: The dunning service's own metadata (Alembic's target): never shared with another service.
+metadata = DunningModel.metadata
+OUTBOX_TABLE = outbox_table(metadata)
+INBOX_TABLE = inbox_table(metadata)
+#: Where every dunning event is staged, in the writing transaction.
+OUTBOX = Outbox(OUTBOX_TABLE, source="duewise/dunning")
+#: The advisory-lock key of this service's relay (one active relay per database).
+RELAY_LOCK_KEY = 0x0D0E_2001
+
+__all__ = [
+    "INBOX_TABLE",
+    "OUTBOX",
+    "OUTBOX_TABLE",
+    "RELAY_LOCK_KEY",
+    "STEP_STATUSES",
+    "ApiToken",
+    "AuditLog",
+    "ClockSetting",
+    "CustomerProjection",
+    "CustomerStage",
+    "DunningModel",
+    "HeldEvent",
+    "IdempotencyRecord",
+    "InvoiceProjection",
+    "Notice",
+    "Pause",
+    "Policy",
+    "PolicyAssignment",
+    "Promise",
+    "ScheduledStep",
+    "metadata",
+    "new_id",
+    "utcnow",
+]

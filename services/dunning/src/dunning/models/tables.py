@@ -1,0 +1,305 @@
+"""The dunning service's tables: projections of invoice.events, policies, schedules, notices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Identity,
+    Index,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class DunningModel(SQLModel, registry=registry()):
+    """Base of the dunning tables: their own metadata, apart from any other service's."""
+
+
+DunningModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered id such as `pol_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6`."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow if not nullable else None,
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=nullable,
+            server_default=None if nullable else func.now(),
+            index=index,
+        ),
+    )
+
+
+def _json(default: Any) -> Any:
+    server = "[]" if isinstance(default(), list) else "{}"
+    return Field(
+        default_factory=default, sa_column=Column(JSONB, nullable=False, server_default=server)
+    )
+
+
+def _money(default: int | None = 0) -> Any:
+    return Field(default=default, sa_type=BigInteger, nullable=default is None)
+
+
+# --- bookkeeping ------------------------------------------------------------------------
+
+
+class ApiToken(DunningModel, table=True):
+    """A bearer token, stored only as the SHA-256 of its plaintext."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(default_factory=lambda: new_id("tok"), primary_key=True)
+    name: str
+    role: str = Field(sa_type=Text)
+    token_hash: str = Field(unique=True)
+    created_at: dt.datetime = _ts()
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class IdempotencyRecord(DunningModel, table=True):
+    """The first response to a write made with an `Idempotency-Key`, per principal."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (PrimaryKeyConstraint("principal", "key"),)
+
+    principal: str
+    key: str = Field(max_length=255)
+    request_hash: str
+    status_code: int | None = None
+    response_body: Any = Field(default=None, sa_column=Column(JSONB))
+    created_at: dt.datetime = _ts(index=True)
+
+
+class ClockSetting(DunningModel, table=True):
+    """The settable clock's offset, shared by the API and the scheduler (never in production)."""
+
+    __tablename__ = "clock_setting"
+
+    id: int = Field(default=1, primary_key=True)
+    offset_s: float = Field(default=0.0, sa_type=Float)
+
+
+# --- projections of invoice.events ------------------------------------------------------
+
+
+class CustomerProjection(DunningModel, table=True):
+    __tablename__ = "customer"
+
+    id: str = Field(primary_key=True)
+    name: str = ""
+    currency: str = Field(sa_type=Text)
+    timezone: str = Field(sa_type=Text)
+    country: str = Field(sa_type=Text)
+    tags: list[str] = _json(list)
+    contact_roles: list[str] = _json(list)
+    risk_band: str | None = Field(default=None, sa_type=Text)
+    updated_at: dt.datetime = _ts()
+
+
+class InvoiceProjection(DunningModel, table=True):
+    __tablename__ = "invoice"
+
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    number: str
+    kind: str = Field(default="standard", sa_type=Text)
+    issue_date: dt.date
+    due_date: dt.date
+    total: int = _money()
+    balance: int = _money()
+    currency: str = Field(sa_type=Text)
+    status: str = Field(default="open", sa_type=Text)
+    disputed: bool = False
+    in_transit: int = _money()
+    last_payment_date: dt.date | None = None
+    updated_at: dt.datetime = _ts()
+
+
+class HeldEvent(DunningModel, table=True):
+    """An event about a customer or invoice not seen yet: kept, re-applied when it arrives."""
+
+    __tablename__ = "held_event"
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    waiting_for: str = Field(index=True, description="customer:<id> or invoice:<id>")
+    event_id: str
+    type: str
+    payload: dict[str, Any] = _json(dict)
+    received_at: dt.datetime = _ts()
+
+
+# --- policies ---------------------------------------------------------------------------
+
+
+class Policy(DunningModel, table=True):
+    __tablename__ = "policy"
+
+    id: str = Field(default_factory=lambda: new_id("pol"), primary_key=True)
+    name: str
+    version: int = 1
+    spec: dict[str, Any] = _json(dict)
+    segment_tags: list[str] = _json(list)
+    segment_risk_band: str | None = Field(default=None, sa_type=Text)
+    segment_min_amount: int | None = _money(None)
+    priority: int = 0
+    is_default: bool = False
+    deleted_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: dt.datetime = _ts()
+    updated_at: dt.datetime = _ts()
+
+
+class PolicyAssignment(DunningModel, table=True):
+    """A per-customer override of the segment rules."""
+
+    __tablename__ = "policy_assignment"
+
+    customer_id: str = Field(primary_key=True)
+    policy_id: str = Field(index=True)
+    assigned_by: str
+    assigned_at: dt.datetime = _ts()
+
+
+class AuditLog(DunningModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    actor: str
+    action: str
+    entity: str
+    entity_id: str = Field(index=True)
+    before: Any = Field(default=None, sa_column=Column(JSONB))
+    after: Any = Field(default=None, sa_column=Column(JSONB))
+    at: dt.datetime = _ts()
+
+
+# --- schedules --------------------------------------------------------------------------
+
+STEP_STATUSES = ("pending", "claimed", "emitted", "cancelled", "skipped")
+
+
+class ScheduledStep(DunningModel, table=True):
+    """One planned step of one invoice; UNIQUE(invoice_id, step_key) emits it at most once."""
+
+    __tablename__ = "scheduled_step"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "step_key"),
+        Index(
+            "ix_scheduled_step_due",
+            "send_at",
+            postgresql_where=text("status IN ('pending', 'claimed')"),
+        ),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    invoice_id: str
+    customer_id: str = Field(index=True)
+    step_key: str
+    step_index: int
+    send_at: dt.datetime = Field(sa_type=DateTime(timezone=True))
+    local_date: dt.date
+    status: str = Field(default="pending", sa_type=Text)
+    lease_until: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    claimed_by: str | None = None
+    policy_id: str
+    policy_version: int
+    channel: str = Field(sa_type=Text)
+    fee_amount: int = _money()
+    interest_amount: int = _money()
+    reason: str = Field(default="", sa_type=Text)
+    note: str | None = Field(default=None, sa_type=Text, description="why cancelled/skipped")
+    notice_id: str | None = None
+    emitted_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    updated_at: dt.datetime = _ts()
+
+
+class Notice(DunningModel, table=True):
+    """One notice per customer per local day and step: the ReminderDue's dedup key."""
+
+    __tablename__ = "notice"
+    __table_args__ = (UniqueConstraint("customer_id", "local_date", "step_key"),)
+
+    id: str = Field(default_factory=lambda: new_id("ntc"), primary_key=True)
+    customer_id: str
+    local_date: dt.date
+    step_key: str
+    invoice_ids: list[str] = _json(list)
+    created_at: dt.datetime = _ts()
+
+
+class Promise(DunningModel, table=True):
+    __tablename__ = "promise"
+
+    id: str = Field(default_factory=lambda: new_id("prm"), primary_key=True)
+    customer_id: str = Field(index=True)
+    invoice_ids: list[str] = _json(list)
+    amount: int = _money()
+    paid: int = _money()
+    currency: str = Field(sa_type=Text)
+    promised_date: dt.date
+    status: str = Field(default="open", sa_type=Text)
+    created_at: dt.datetime = _ts()
+    resolved_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Pause(DunningModel, table=True):
+    """Dunning stopped for an invoice or a whole customer until `resume_on` (or lifted)."""
+
+    __tablename__ = "pause"
+
+    id: str = Field(default_factory=lambda: new_id("pau"), primary_key=True)
+    customer_id: str | None = Field(default=None, index=True)
+    invoice_id: str | None = Field(default=None, index=True)
+    kind: str = Field(sa_type=Text, description="manual | dispute | promise | in_transit")
+    reason: str = Field(sa_type=Text)
+    resume_on: dt.date | None = None
+    ref: str | None = Field(default=None, description="dispute, promise or payment id")
+    created_by: str = "system"
+    created_at: dt.datetime = _ts()
+    lifted_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class CustomerStage(DunningModel, table=True):
+    __tablename__ = "customer_stage"
+
+    customer_id: str = Field(primary_key=True)
+    stage: str = Field(default="current", sa_type=Text)
+    on_hold: bool = False
+    hold_id: str | None = None
+    hold_reason: str | None = Field(default=None, sa_type=Text)
+    updated_at: dt.datetime = _ts()

@@ -1,0 +1,1 @@
+"""Use cases: change rows and add outbox events; never commit, never touch Kafka."""

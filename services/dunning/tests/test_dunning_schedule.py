@@ -1,0 +1,172 @@
+"""Schedules from invoice.events: planned on issue, cancelled on payment, paused on dispute,
+held events re-applied; the scheduler emits each step once, one notice per customer per day."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from dunning.clock import clock
+from dunning.scheduler import Scheduler
+from dunning_kit import FakeLastLook, customer, dispute, feed, invoice, outbox, payment, steps
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conftest import at
+
+
+def scheduler(
+    maker: async_sessionmaker[AsyncSession], look: FakeLastLook, name: str = "s1"
+) -> Scheduler:
+    return Scheduler(maker, clock=clock, last_look=look, name=name, lease=dt.timedelta(seconds=60))
+
+
+async def test_invoice_issued_plans_the_default_policy(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    rows = await steps(maker, inv.invoice_id)
+    assert [(r.step_key, r.local_date.isoformat(), r.status) for r in rows] == [
+        ("before_7", "2026-02-23", "pending"),
+        ("due_today", "2026-03-02", "pending"),
+        ("overdue_3", "2026-03-05", "pending"),
+        ("overdue_10", "2026-03-12", "pending"),
+        ("overdue_20", "2026-03-23", "pending"),  # Sunday the 22nd moves to Monday
+        ("final_30", "2026-04-01", "pending"),
+        ("hold_45", "2026-04-16", "pending"),
+    ]
+    assert rows[0].send_at == at("2026-02-23 08:00")  # 09:00 Berlin, winter time
+    assert rows[5].send_at == at("2026-04-01 07:00")  # 09:00 Berlin, summer time
+    assert rows[5].fee_amount == 4000
+
+
+async def test_payment_cancels_pending_steps_at_once(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv, payment(inv))
+    assert {r.status for r in await steps(maker, inv.invoice_id)} == {"cancelled"}
+
+
+async def test_payment_before_its_invoice_is_held_then_applied(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    # The invoice before its customer, and the payment before the invoice.
+    await feed(maker, inv, payment(inv), c)
+    assert {r.status for r in await steps(maker, inv.invoice_id)} == {"cancelled"}
+
+
+async def test_three_invoices_due_the_same_day_give_one_reminder(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    invs = [invoice(c.customer_id) for _ in range(3)]
+    await feed(maker, c, *invs)
+    clock.set(at("2026-03-05 08:30"), freeze=True)
+    look = FakeLastLook({c.customer_id: {i.invoice_id: i.total for i in invs}})
+    result = await scheduler(maker, look).run_once()
+    reminders = await outbox(maker, "reminder.due.v1")
+    assert len(reminders) == 1
+    assert reminders[0]["step_key"] == "overdue_3"
+    assert sorted(i["invoice_id"] for i in reminders[0]["invoices"]) == sorted(
+        i.invoice_id for i in invs
+    )
+    assert result.emitted == 3
+    # catch-up: before_7 and due_today were due too, but only the latest step went out
+    for inv in invs:
+        by_key = {r.step_key: r.status for r in await steps(maker, inv.invoice_id)}
+        assert by_key["before_7"] == by_key["due_today"] == "skipped"
+        assert by_key["overdue_3"] == "emitted"
+        assert by_key["overdue_10"] == "pending"
+
+
+async def test_dispute_pauses_the_invoice(maker: async_sessionmaker[AsyncSession]) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv, dispute(inv))
+    clock.set(at("2026-03-02 08:30"), freeze=True)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    result = await scheduler(maker, look).run_once()
+    assert result.emitted == 0
+    assert result.deferred == 1
+    assert await outbox(maker, "reminder.due.v1") == []
+    assert "emitted" not in {r.status for r in await steps(maker, inv.invoice_id)}
+
+
+async def test_last_look_paid_at_the_invoice_service_emits_nothing(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    clock.set(at("2026-03-02 08:00"), freeze=True)
+    # The payment was posted in the same second: the projection does not know yet.
+    look = FakeLastLook({c.customer_id: {}})
+    result = await scheduler(maker, look).run_once()
+    assert result.emitted == 0
+    assert result.cancelled == 1
+    assert await outbox(maker, "reminder.due.v1") == []
+
+
+async def test_two_schedulers_emit_each_step_once(maker: async_sessionmaker[AsyncSession]) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    customers = [customer() for _ in range(5)]
+    invs = [invoice(c.customer_id) for c in customers for _ in range(4)]
+    await feed(maker, *customers, *invs)
+    clock.set(at("2026-03-02 08:30"), freeze=True)
+    look = FakeLastLook({c.customer_id: {i.invoice_id: i.total for i in invs} for c in customers})
+    a, b = scheduler(maker, look, "a"), scheduler(maker, look, "b")
+    for _ in range(3):
+        await asyncio.gather(a.run_once(), b.run_once())
+    reminders = await outbox(maker, "reminder.due.v1")
+    assert len(reminders) == 5  # one per customer
+    assert sorted(r["customer_id"] for r in reminders) == sorted(c.customer_id for c in customers)
+    assert sum(len(r["invoices"]) for r in reminders) == 20
+
+
+async def test_a_killed_claim_is_emitted_once_after_the_lease(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    now = at("2026-03-02 08:30")
+    clock.set(now, freeze=True)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    dead = scheduler(maker, look, "dead")
+    assert await dead.claim(now)  # claimed, then the process died before emitting
+    survivor = scheduler(maker, look, "survivor")
+    assert (await survivor.run_once()).claimed == 0  # the lease still protects the claim
+    clock.set(now + dt.timedelta(seconds=61), freeze=True)
+    assert (await survivor.run_once()).emitted == 1
+    assert (await survivor.run_once()).emitted == 0
+    assert len(await outbox(maker, "reminder.due.v1")) == 1
+
+
+async def test_final_notice_assesses_a_fee_with_a_deterministic_id(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    clock.set(at("2026-04-01 07:30"), freeze=True)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    await scheduler(maker, look).run_once()
+    fees = await outbox(maker, "fee.assessed.v1")
+    assert [(f["fee_id"], f["amount"], f["kind"]) for f in fees] == [
+        (f"{inv.invoice_id}:final_30:late_fee", 4000, "late_fee")
+    ]
+    stages = await outbox(maker, "dunning.stage_changed.v1")
+    assert stages[-1]["to_stage"] == "final_notice"
