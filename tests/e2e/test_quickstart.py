@@ -4,22 +4,13 @@ example word for word. The example is read from README.md, so the README cannot 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from duewise_dev.pytest_plugin import free_port
 from duewise_events import topic_reader
-
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "quickstart-test-token-0123456789abcdef"
+from e2e_stack import ROOT, TOKEN
 
 
 def readme_example() -> str:
@@ -27,51 +18,6 @@ def readme_example() -> str:
     match = re.search(r"<!-- quickstart-example.*?-->\n```sh\n(.*?)```", text, re.S)
     assert match, "README.md lost its quickstart example block"
     return match.group(1)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    data_dir = tmp_path_factory.mktemp("quickstart")
-    kafka_port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")  # the embedded default
-    }
-    env.update(
-        DUEWISE_ADMIN_TOKEN=TOKEN,
-        DUEWISE_PG_PORT=str(free_port()),
-        DUEWISE_KAFKA_PORT=str(kafka_port),
-    )
-    log = (data_dir / "stack.out").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "duewise_dev.cli", "run", "--data-dir", str(data_dir), "--quiet"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (data_dir / "stack.out").read_text()
-            try:
-                if httpx.get("http://127.0.0.1:8001/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (data_dir / "stack.out").read_text()
-            time.sleep(0.3)
-        yield {"bootstrap": f"127.0.0.1:{kafka_port}", "out": str(data_dir / "stack.out")}
-    finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        log.close()
-        assert code == 0, (data_dir / "stack.out").read_text()
 
 
 @pytest.mark.slow
