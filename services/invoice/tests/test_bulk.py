@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from duewise_service.problems import DomainError
 from fastapi import FastAPI
 from invoice.imports import import_rows, load_mapping, read_csv
 from invoice.imports import runner as runner_module
 from invoice.models import InvoiceCreate, InvoiceLineCreate
-from invoice.problems import DomainError
 from invoice.service import issue_invoice
 from invoice.service.bulk import issue_invoices
 from sqlalchemy import text

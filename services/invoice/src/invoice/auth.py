@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,6 @@ from sqlmodel import col, select
 
 from invoice.db import SessionDep
 from invoice.models import ApiToken, Role
-from invoice.problems import DomainError
 
 SCOPES: dict[str, str] = {
     "customers:write": "create and change customers and contacts",

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -28,7 +29,6 @@ from sqlmodel import col, select
 
 from invoice.auth import CurrentPrincipal
 from invoice.models import IdempotencyRecord, utcnow
-from invoice.problems import DomainError
 
 HEADER = "Idempotency-Key"
 RETENTION = dt.timedelta(hours=24)

@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.problems import install_problem_handlers
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -21,7 +22,6 @@ from invoice.auth import TokenCache, upsert_admin_token
 from invoice.config import Settings, get_settings
 from invoice.db import make_engine, make_sessionmaker
 from invoice.idempotency import purge_expired
-from invoice.problems import install_problem_handlers
 
 log = logging.getLogger("invoice")
 SERVICE_NAME = "duewise-invoice"

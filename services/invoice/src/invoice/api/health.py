@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from duewise_events.kafka import broker_reachable
+from duewise_service.problems import PROBLEM_BASE, problem_response
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from invoice.problems import PROBLEM_BASE, problem_response
 
 router = APIRouter(tags=["health"])
 

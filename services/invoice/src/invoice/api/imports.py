@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from duewise_service.problems import DomainError
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +22,6 @@ from invoice.auth import CanImport
 from invoice.imports.mapping import Kind, Mapping, MappingError, load_mapping, mapping_from_text
 from invoice.imports.parse import FileError, RowParser, read_csv
 from invoice.imports.runner import ImportReport, import_rows
-from invoice.problems import DomainError
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from duewise_service.problems import validation_problem
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from invoice.imports.mapping import (
@@ -32,7 +33,6 @@ from invoice.imports.mapping import (
 )
 from invoice.models import CustomerCreate, InvoiceCreate, PaymentCreate, currency_exponent
 from invoice.models.common import CurrencyCode
-from invoice.problems import validation_problem
 
 FIRST_DATA_ROW = 2
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")

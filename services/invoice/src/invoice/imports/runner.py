@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, TypeVar
 
+from duewise_service.problems import DomainError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -75,7 +76,6 @@ from invoice.models import (
     PaymentCreate,
     utcnow,
 )
-from invoice.problems import DomainError
 from invoice.service import create_customer, issue_invoice, record_payment, update_customer
 from invoice.service.bulk import (
     existing_invoice_keys,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from duewise_events.catalogue import AllocationSnapshot, InvoiceIssued, PaymentReceived
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy import Table, bindparam, insert, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
@@ -32,7 +33,6 @@ from invoice.models import (
     PaymentCreate,
     utcnow,
 )
-from invoice.problems import DomainError, not_found
 from invoice.service.invoices import (
     Priced,
     duplicate_external_id,

@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from invoice.models import Customer
-from invoice.problems import DomainError, not_found
 
 T = TypeVar("T")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from duewise_events.catalogue import CreditNoteIssued
+from duewise_service.problems import DomainError
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from invoice.models import OUTBOX, CreditNote, CreditNoteCreate
-from invoice.problems import DomainError
 from invoice.service.invoices import lock_invoice, refuse_closed, touch
 
 

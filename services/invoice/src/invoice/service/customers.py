@@ -11,6 +11,7 @@ from duewise_events.catalogue import (
     CustomerUpdated,
     InvoicePreferencesSnapshot,
 )
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -26,7 +27,6 @@ from invoice.models import (
     Payment,
     utcnow,
 )
-from invoice.problems import DomainError, not_found
 from invoice.service.common import Page, check_limit, decode_cursor, lock_customer, page_of
 
 

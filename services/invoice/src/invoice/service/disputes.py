@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from duewise_events.catalogue import DisputeOpened, DisputeResolved
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -14,7 +15,6 @@ from invoice.models import (
     DisputeResolve,
     utcnow,
 )
-from invoice.problems import DomainError, not_found
 from invoice.service.common import lock_customer
 from invoice.service.credit_notes import issue_credit_note
 from invoice.service.invoices import lock_invoice

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from duewise_service.problems import not_found
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from invoice.models import Invoice, InvoiceLine
-from invoice.problems import not_found
 from invoice.service.common import Page, check_limit, decode_cursor, page_of
 
 

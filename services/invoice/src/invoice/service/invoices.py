@@ -12,6 +12,7 @@ from duewise_events.catalogue import (
     InvoiceVoided,
     InvoiceWrittenOff,
 )
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy import and_, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -26,7 +27,6 @@ from invoice.models import (
     Payment,
     utcnow,
 )
-from invoice.problems import DomainError, not_found
 from invoice.service.common import lock_customer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from duewise_events.catalogue import AllocationSnapshot, PaymentReceived, PaymentReversed
+from duewise_service.problems import DomainError, not_found
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -18,7 +19,6 @@ from invoice.models import (
     PaymentReverse,
     utcnow,
 )
-from invoice.problems import DomainError, not_found
 from invoice.service.common import Page, check_limit, decode_cursor, lock_customer, page_of
 
 #: Statuses a payment may be allocated to (explicitly); auto-allocation skips disputed ones.

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from duewise_service.problems import not_found
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from invoice.problems import not_found
 
 BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 

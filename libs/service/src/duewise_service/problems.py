@@ -1,4 +1,4 @@
-"""RFC 9457 `application/problem+json` for every error the service returns."""
+"""RFC 9457 `application/problem+json` for every error a service returns."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("invoice.problems")
+log = logging.getLogger("duewise.problems")
 
 PROBLEM_BASE = "https://duewise.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
