@@ -16,8 +16,8 @@ Record: TypeAlias = ConsumerRecord  # [bytes, bytes]; aiokafka ships no type hin
 async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
     """Partition → next offset, now: read from here to see only what comes after.
 
-    Approximate on the embedded Tansu broker, whose ListOffsets can answer one short of the
-    true end: a reader starting here may see one earlier record, so callers filter by id.
+    The embedded Tansu broker's ListOffsets can answer one short of the true end, so the
+    answer is checked by reading from it: anything found there moves the end past it.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
@@ -27,8 +27,16 @@ async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        return {tp.partition: off for tp, off in ends.items()}
+        if not tps:
+            return {}
+        ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp.partition])
+        while batch := await consumer.getmany(timeout_ms=50):
+            for tp, records in batch.items():
+                ends[tp.partition] = max(ends[tp.partition], records[-1].offset + 1)
+        return ends
     finally:
         await consumer.stop()
 
