@@ -9,7 +9,7 @@ import httpx
 from dunning.clock import clock
 from dunning.lastlook import InvoiceApiLastLook
 from dunning.scheduler import Scheduler
-from dunning_kit import FakeLastLook, customer, feed, invoice, outbox, steps
+from dunning_kit import FakeLastLook, customer, feed, invoice, outbox, payment, steps
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -200,3 +200,99 @@ async def test_last_look_over_http_sees_a_paid_invoice(
     assert [(i["invoice_id"], i["balance"]) for i in reminder["invoices"]] == [
         (other.invoice_id, 5000)
     ]
+
+
+async def test_clearing_the_overdue_balance_releases_the_hold_automatically(
+    dclient: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    clock.set(at("2026-04-16 07:00"), freeze=True)  # hold_45, 09:00 Berlin (summer time)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    assert (await Scheduler(maker, clock=clock, last_look=look, name="h").run_once()).emitted == 1
+    (placed,) = await outbox(maker, "credit_hold.placed.v1")
+    assert (placed["automatic"], placed["overdue_balance"]) == (True, inv.total)
+    assert (await dclient.get(f"/v1/customers/{c.customer_id}/stage")).json()["on_hold"] is True
+    await feed(maker, payment(inv, received_at=dt.date(2026, 4, 16)))
+    (released,) = await outbox(maker, "credit_hold.released.v1")
+    assert released["hold_id"] == placed["hold_id"]
+    assert released["automatic"] is True
+    assert released["reason"] == "overdue balance cleared"
+    assert (await outbox(maker, "dunning.stage_changed.v1"))[-1]["to_stage"] == "current"
+    stage = (await dclient.get(f"/v1/customers/{c.customer_id}/stage")).json()
+    assert (stage["stage"], stage["on_hold"], stage["hold_reason"]) == ("current", False, None)
+
+
+async def test_a_partial_payment_leaving_an_overdue_balance_keeps_the_hold(
+    dclient: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock.set(at("2026-04-20 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    r = await dclient.post(
+        f"/v1/customers/{c.customer_id}/credit-hold", json={"reason": "ordered by the CFO"}
+    )
+    assert r.status_code == 200, r.text
+    await feed(maker, payment(inv, 40_00, received_at=dt.date(2026, 4, 20)))
+    assert await outbox(maker, "credit_hold.released.v1") == []
+    assert (await dclient.get(f"/v1/customers/{c.customer_id}/stage")).json()["on_hold"] is True
+
+
+async def test_manual_release_needs_a_reason_and_is_an_event(
+    dclient: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock.set(at("2026-03-20 10:00"), freeze=True)
+    c = customer()
+    await feed(maker, c, invoice(c.customer_id))
+    base = f"/v1/customers/{c.customer_id}/credit-hold"
+    r = await dclient.post(base, json={"reason": "ordered by the CFO"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["on_hold"], r.json()["hold_reason"]) == (True, "ordered by the CFO")
+    assert (await dclient.post(f"{base}/release", json={})).status_code == 422
+    assert (await dclient.post(f"{base}/release", json={"reason": ""})).status_code == 422
+    assert await outbox(maker, "credit_hold.released.v1") == []
+    r = await dclient.post(f"{base}/release", json={"reason": "paid by wire, confirmed by bank"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["stage"], r.json()["on_hold"]) == ("current", False)
+    (released,) = await outbox(maker, "credit_hold.released.v1")
+    assert (released["automatic"], released["reason"]) == (
+        False,
+        "paid by wire, confirmed by bank",
+    )
+    r = await dclient.post(f"{base}/release", json={"reason": "again"})
+    assert r.status_code == 409
+    assert len(await outbox(maker, "credit_hold.released.v1")) == 1
+
+
+async def test_idempotency_key_replays_a_promise_and_refuses_another_body(
+    dclient: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock.set(at("2026-03-03 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    body = {
+        "customer_id": c.customer_id,
+        "invoice_ids": [inv.invoice_id],
+        "amount": inv.total,
+        "promised_date": "2026-03-09",
+    }
+    headers = {"Idempotency-Key": "promise-1"}
+    first = await dclient.post("/v1/promises", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await dclient.post("/v1/promises", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert await _count(maker, "promise") == 1
+    assert await _count(maker, "pause") == 1
+    other = await dclient.post("/v1/promises", json={**body, "amount": 1}, headers=headers)
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.text
+    assert await _count(maker, "promise") == 1
+    fresh = await dclient.post("/v1/promises", json=body, headers={"Idempotency-Key": "p-2"})
+    assert fresh.status_code == 201
+    assert fresh.json()["id"] != first.json()["id"]

@@ -170,3 +170,114 @@ async def test_final_notice_assesses_a_fee_with_a_deterministic_id(
     ]
     stages = await outbox(maker, "dunning.stage_changed.v1")
     assert stages[-1]["to_stage"] == "final_notice"
+
+
+async def test_after_downtime_a_step_waits_for_the_next_send_window(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()  # Europe/Berlin, DE
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    worker = scheduler(maker, look)
+    # Back up on Thursday at 21:00 Berlin: overdue_3 (09:00 today) is due but the window closed.
+    clock.set(at("2026-03-05 20:00"), freeze=True)
+    result = await worker.run_once()
+    assert (result.emitted, result.deferred) == (0, 1)
+    assert await outbox(maker, "reminder.due.v1") == []
+    row = {r.step_key: r for r in await steps(maker, inv.invoice_id)}["overdue_3"]
+    assert row.status == "pending"
+    assert row.send_at == at("2026-03-06 08:00")  # Friday 09:00 Berlin
+    assert row.local_date == dt.date(2026, 3, 6)
+    clock.set(at("2026-03-06 07:59"), freeze=True)
+    assert (await worker.run_once()).claimed == 0
+    clock.set(at("2026-03-06 08:00"), freeze=True)
+    assert (await worker.run_once()).emitted == 1
+    (reminder,) = await outbox(maker, "reminder.due.v1")
+    assert reminder["step_key"] == "overdue_3"
+    assert reminder["local_date"] == "2026-03-06"
+
+
+async def test_a_step_due_before_a_weekend_waits_for_monday(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer(tz="America/New_York", country="US")
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    worker = scheduler(maker, look)
+    clock.set(at("2026-03-07 15:00"), freeze=True)  # Saturday 10:00 in New York
+    assert (await worker.run_once()).deferred == 1
+    row = {r.step_key: r for r in await steps(maker, inv.invoice_id)}["overdue_3"]
+    assert row.send_at == at("2026-03-09 13:00")  # Monday 09:00 EDT (DST began on the 8th)
+    assert await outbox(maker, "reminder.due.v1") == []
+
+
+async def test_a_claim_retried_after_the_window_closed_is_deferred(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total}})
+    late = at("2026-03-02 15:59:30")  # 16:59:30 Berlin: a worker claims due_today, then dies
+    assert await scheduler(maker, look, "dead").claim(late)
+    survivor = scheduler(maker, look, "survivor")
+    clock.set(late + dt.timedelta(seconds=61), freeze=True)  # lease over, and so is the window
+    result = await survivor.run_once()
+    # before_7 was still pending too: catch-up skips it, and due_today waits for the window
+    assert (result.claimed, result.skipped, result.emitted, result.deferred) == (2, 1, 0, 1)
+    row = {r.step_key: r for r in await steps(maker, inv.invoice_id)}["due_today"]
+    assert (row.status, row.send_at) == ("pending", at("2026-03-03 08:00"))
+    clock.set(at("2026-03-03 08:00"), freeze=True)
+    assert (await survivor.run_once()).emitted == 1
+    assert [r["step_key"] for r in await outbox(maker, "reminder.due.v1")] == ["due_today"]
+
+
+async def test_fee_invoices_are_reminded_but_never_charged_fees(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    fee_inv = invoice(c.customer_id, total=40_00).model_copy(update={"kind": "fee"})
+    await feed(maker, c, inv, fee_inv)
+    fee_rows = {r.step_key: r for r in await steps(maker, fee_inv.invoice_id)}
+    assert {r.status for r in fee_rows.values()} == {"pending"}  # owed, so reminded
+    assert len(fee_rows) == 7
+    assert fee_rows["final_30"].fee_amount == fee_rows["final_30"].interest_amount == 0
+    assert "this invoice is itself a fee" in (fee_rows["final_30"].reason or "")
+    assert {r.step_key: r for r in await steps(maker, inv.invoice_id)}[
+        "final_30"
+    ].fee_amount == 4000
+    clock.set(at("2026-04-01 07:30"), freeze=True)  # final_30, 09:30 Berlin
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: inv.total, fee_inv.invoice_id: 40_00}})
+    assert (await scheduler(maker, look).run_once()).emitted == 2
+    (reminder,) = await outbox(maker, "reminder.due.v1")
+    assert {i["invoice_id"]: i["fee_amount"] for i in reminder["invoices"]} == {
+        inv.invoice_id: 4000,
+        fee_inv.invoice_id: 0,
+    }
+    fees = await outbox(maker, "fee.assessed.v1")
+    assert [f["invoice_id"] for f in fees] == [inv.invoice_id]  # no fee on the fee
+
+
+async def test_a_payment_in_transit_holds_reminders_then_resumes_after_seven_days(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock.set(at("2026-03-03 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv, payment(inv, 50_00, received_at=dt.date(2026, 3, 3), in_transit=True))
+    look = FakeLastLook({c.customer_id: {inv.invoice_id: 50_00}})
+    worker = scheduler(maker, look)
+    clock.set(at("2026-03-05 08:30"), freeze=True)  # overdue_3, covered by the transfer
+    result = await worker.run_once()
+    assert (result.emitted, result.deferred) == (0, 1)
+    # Never settled nor reversed: the hold lapses after 7 days and dunning resumes.
+    clock.set(at("2026-03-12 08:30"), freeze=True)  # overdue_10
+    assert (await worker.run_once()).emitted == 1
+    assert [r["step_key"] for r in await outbox(maker, "reminder.due.v1")] == ["overdue_10"]

@@ -167,3 +167,34 @@ def test_send_window_is_local_business_hours() -> None:
     assert not in_send_window(sat, window=window, timezone="Europe/Berlin", country="DE")
     xmas = dt.datetime(2026, 12, 25, 10, 0, tzinfo=dt.UTC)
     assert not in_send_window(xmas, window=window, timezone="Europe/Berlin", country="DE")
+
+
+def test_no_fees_on_fees() -> None:
+    from dataclasses import replace
+
+    from dunning.domain.policy import Fee, Interest
+
+    facts = InvoiceFacts(
+        invoice_id="inv_fee",
+        customer_id="cus_1",
+        number="FEE-1",
+        issue_date=dt.date(2026, 1, 1),
+        due_date=dt.date(2026, 2, 2),
+        total=40_00,
+        balance=40_00,
+        currency="EUR",
+        timezone="Europe/Berlin",
+        country="DE",
+        kind="fee",
+    )
+    steps = list(DEFAULT_POLICY.steps)
+    steps[-2] = steps[-2].model_copy(
+        update={"fee": Fee(flat=10_00), "interest": Interest(annual_rate_bp=900)}
+    )
+    spec = DEFAULT_POLICY.model_copy(update={"steps": steps})
+    fee_plan = plan(facts, spec)
+    assert len(fee_plan) == len(plan(replace(facts, kind="standard"), spec))
+    assert all(p.fee_amount == p.interest_amount == 0 for p in fee_plan)
+    standard = plan(replace(facts, kind="standard"), spec)
+    assert standard[-2].fee_amount > 0
+    assert standard[-2].interest_amount > 0

@@ -105,6 +105,8 @@ def scheduler() -> None:
 
     settings = get_settings()
     init_clock(settings)
+    if settings.scheduler_pause_after_claim_s and settings.production:
+        raise RuntimeError("DUNNING_SCHEDULER_PAUSE_AFTER_CLAIM_S is for fault tests only")
 
     async def main(stop: asyncio.Event) -> None:
         engine = make_engine(settings.sqlalchemy_url, pool_size=2)
@@ -117,6 +119,7 @@ def scheduler() -> None:
             last_look=last_look,
             lease=dt.timedelta(seconds=settings.scheduler_lease_s),
             batch=settings.scheduler_batch,
+            pause_after_claim_s=settings.scheduler_pause_after_claim_s,
         )
         try:
             await worker.run(stop, settings.scheduler_interval_s)

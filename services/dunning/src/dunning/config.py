@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     scheduler_lease_s: float = Field(
         default=60.0, validation_alias=AliasChoices("DUNNING_SCHEDULER_LEASE_S")
     )
+    scheduler_pause_after_claim_s: float = Field(
+        default=0.0,
+        validation_alias=AliasChoices("DUNNING_SCHEDULER_PAUSE_AFTER_CLAIM_S"),
+        description="FOR FAULT TESTS ONLY: sleep between committing a claim and emitting it",
+    )
     scheduler_batch: int = Field(default=500, validation_alias=AliasChoices("DUNNING_BATCH"))
     db_pool_size: int = Field(default=10, validation_alias=AliasChoices("DUNNING_DB_POOL_SIZE"))
 

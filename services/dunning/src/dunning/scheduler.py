@@ -4,8 +4,11 @@ Safe with several replicas. A pass:
 1. claims due rows in its own short transaction (pending and due, or claimed with an expired
    lease: a killed worker's claim is retried);
 2. keeps only each invoice's latest claimed step (catch-up: the older ones are skipped);
-3. re-checks each invoice against the projection (closed, paused, disputed, in transit) and
-   the invoice service's last look, cancelling what may not go out;
+3. re-checks each invoice against the projection (closed, paused, disputed, in transit),
+   the customer's send window at this very instant (outside it, the step goes back to
+   pending with its send_at moved to the window's next opening: after downtime or a late
+   lease retry nothing goes out at night or on a weekend) and the invoice service's last
+   look, cancelling what may not go out;
 4. per (customer, local date), in ONE transaction: marks the rows emitted (only if this
    worker still holds them), inserts the notice (unique per customer, day and step: a
    second scheduler inserts nothing and emits nothing), stages ReminderDue, FeeAssessed and
@@ -24,6 +27,7 @@ import os
 import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from duewise_events.catalogue import FeeAssessed, PromiseBroken, ReminderDue, ReminderInvoice
 from sqlalchemy import text, update
@@ -31,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from dunning.clock import Clock
-from dunning.domain.policy import Step
+from dunning.domain.plan import in_send_window, next_window_opening
+from dunning.domain.policy import PolicySpec, Step
 from dunning.handlers import lift_pauses, local_today
 from dunning.lastlook import LastLook
 from dunning.models import (
@@ -87,6 +92,7 @@ class Scheduler:
         lease: dt.timedelta = dt.timedelta(seconds=60),
         batch: int = 500,
         retry_after: dt.timedelta = dt.timedelta(seconds=30),
+        pause_after_claim_s: float = 0.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
@@ -95,6 +101,9 @@ class Scheduler:
         self.lease = lease
         self.batch = batch
         self.retry_after = retry_after
+        # Fault tests set this to hold the worker between "claim committed" and "emitted",
+        # so that it can be killed exactly there. Never set in production.
+        self.pause_after_claim_s = pause_after_claim_s
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         while not stop.is_set():
@@ -123,6 +132,11 @@ class Scheduler:
         await self.lift_expired_pauses(now)
         ids = await self.claim(now)
         result.claimed = len(ids)
+        if ids and self.pause_after_claim_s:
+            log.warning(
+                "fault hook: pausing %.1fs after claiming %s", self.pause_after_claim_s, ids
+            )
+            await asyncio.sleep(self.pause_after_claim_s)
         if ids:
             await self.process(ids, now, result)
         return result
@@ -159,14 +173,37 @@ class Scheduler:
             customer = await session.get(CustomerProjection, customer_id)
             today = local_today(customer, now)
             keep: list[tuple[ScheduledStep, InvoiceProjection]] = []
+            specs: dict[str, PolicySpec] = {}
             for row in steps:
                 invoice = await session.get(InvoiceProjection, row.invoice_id)
+                if row.policy_id not in specs:
+                    specs[row.policy_id] = await spec_of(session, row.policy_id)
+                spec = specs[row.policy_id]
                 if invoice is None or invoice.status in CLOSED or invoice.balance == 0:
                     await self._finish([row], "cancelled", "invoice is closed")
                     result.cancelled += 1
+                elif customer is not None and not in_send_window(
+                    now,
+                    window=spec.send_window,
+                    timezone=customer.timezone,
+                    country=customer.country,
+                    skip_holidays=spec.skip_holidays,
+                ):
+                    # Due, but the customer's send window is closed (after downtime, or a
+                    # claim retried late): wait for its next opening instead of sending.
+                    opening = next_window_opening(
+                        now,
+                        window=spec.send_window,
+                        timezone=customer.timezone,
+                        country=customer.country,
+                        skip_holidays=spec.skip_holidays,
+                    )
+                    await self._defer(row, opening, customer.timezone)
+                    result.deferred += 1
                 elif (
+                    # a payment in transit is held by its in_transit pause (which lapses
+                    # after 7 days), not by `invoice.in_transit`, which only a reversal resets
                     invoice.disputed
-                    or invoice.in_transit > 0
                     or await active_pauses(
                         session, invoice_id=invoice.id, customer_id=customer_id, today=today
                     )
@@ -355,6 +392,27 @@ class Scheduler:
                     col(ScheduledStep.claimed_by) == self.name,
                 )
                 .values(status=status, note=note, lease_until=None, updated_at=utcnow())
+            )
+
+    async def _defer(self, row: ScheduledStep, opening: dt.datetime, timezone: str) -> None:
+        """Back to pending, to be sent at the send window's next `opening` (and on that day)."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(ScheduledStep)
+                .where(
+                    col(ScheduledStep.id) == row.id,
+                    col(ScheduledStep.status) == "claimed",
+                    col(ScheduledStep.claimed_by) == self.name,
+                )
+                .values(
+                    status="pending",
+                    send_at=opening,
+                    local_date=opening.astimezone(ZoneInfo(timezone)).date(),
+                    claimed_by=None,
+                    lease_until=None,
+                    note=f"outside the send window; deferred to {opening.isoformat()}",
+                    updated_at=utcnow(),
+                )
             )
 
     async def _release(self, rows: list[ScheduledStep], until: dt.datetime, note: str) -> None:

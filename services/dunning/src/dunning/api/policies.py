@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
@@ -105,6 +105,9 @@ class FactsIn(BaseModel):
     timezone: str
     country: str = Field(pattern=r"^[A-Z]{2}$")
     last_payment_date: dt.date | None = None
+    kind: Literal["standard", "fee"] = Field(
+        default="standard", description="fee: an invoice made of an assessed fee (no fees on fees)"
+    )
 
 
 class PreviewIn(BaseModel):
@@ -176,6 +179,7 @@ async def preview(data: PreviewIn, session: SessionDep, _: CurrentPrincipal) -> 
         timezone=f.timezone,
         country=f.country,
         last_payment_date=f.last_payment_date,
+        kind=f.kind,
     )
     try:
         planned = plan(facts, spec)

@@ -15,6 +15,7 @@ from dunning.domain.calendar import holiday_name, next_business_day, send_instan
 from dunning.domain.fees import late_fee, simple_interest
 from dunning.domain.policy import PolicySpec, SendWindow, Step
 
+_NO_FEES_ON_FEES = "; no fee or interest: this invoice is itself a fee"
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -33,6 +34,9 @@ class InvoiceFacts:
     timezone: str
     country: str
     last_payment_date: dt.date | None = None
+    #: "fee" for the invoice the invoice service makes of an assessed fee: it is owed, so it
+    #: is reminded like any other, but no fee or interest is ever assessed on it.
+    kind: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,10 @@ def plan(
         send_date = next_business_day(
             nominal, window=window, country=facts.country, skip_holidays=policy.skip_holidays
         )
-        fee = late_fee(step.fee, facts.balance) if step.fee else 0
+        chargeable = facts.kind != "fee"  # no fees on fees
+        fee = late_fee(step.fee, facts.balance) if step.fee and chargeable else 0
         interest = 0
-        if step.interest:
+        if step.interest and chargeable:
             start = interest_from if step.interest.accrue_from == "last_payment" else facts.due_date
             interest = simple_interest(
                 facts.balance, step.interest.annual_rate_bp, max(start, interest_from), send_date
@@ -91,7 +96,8 @@ def plan(
                 send_at=send_instant(send_date, window=window, timezone=facts.timezone),
                 fee_amount=fee,
                 interest_amount=interest,
-                reason=_reason(facts, step, nominal, send_date, window, fee, interest),
+                reason=_reason(facts, step, nominal, send_date, window, fee, interest)
+                + ("" if chargeable or not (step.fee or step.interest) else _NO_FEES_ON_FEES),
                 fired_at=fired.get(step.key),
             )
         )
@@ -124,6 +130,18 @@ def in_send_window(
         local.date(), window=window, country=country, skip_holidays=skip_holidays
     )
     return business == local.date()
+
+
+def next_window_opening(
+    now: dt.datetime, *, window: SendWindow, timezone: str, country: str, skip_holidays: bool = True
+) -> dt.datetime:
+    """The UTC instant the send window next opens after `now` (today's, if not open yet)."""
+    local = now.astimezone(ZoneInfo(timezone))
+    day = local.date()
+    if local.time() >= window.start:  # today's window is open, over, or today is no business day
+        day += dt.timedelta(days=1)
+    day = next_business_day(day, window=window, country=country, skip_holidays=skip_holidays)
+    return send_instant(day, window=window, timezone=timezone)
 
 
 def _interest_start(facts: InvoiceFacts) -> dt.date:

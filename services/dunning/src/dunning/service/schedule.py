@@ -92,6 +92,7 @@ def facts_of(invoice: InvoiceProjection, customer: CustomerProjection) -> Invoic
         timezone=customer.timezone,
         country=customer.country,
         last_payment_date=invoice.last_payment_date,
+        kind=invoice.kind,
     )
 
 
@@ -151,7 +152,7 @@ async def recompute(session: AsyncSession, invoice_id: str, now: dt.datetime) ->
     invoice = await session.get(InvoiceProjection, invoice_id, populate_existing=True)
     if invoice is None:
         return
-    if invoice.status in CLOSED or invoice.balance == 0 or invoice.kind == "fee":
+    if invoice.status in CLOSED or invoice.balance == 0:
         await cancel_pending(session, invoice_id, f"invoice is {invoice.status}")
         return
     customer = await session.get(CustomerProjection, invoice.customer_id)

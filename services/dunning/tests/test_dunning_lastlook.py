@@ -1,0 +1,178 @@
+"""The last look against the REAL invoice service (its app on its own fresh database, over
+httpx.ASGITransport): an invoice paid there a moment ago, whose PaymentReceived dunning has
+not seen yet ("payment in the same second"), gets no reminder; an unpaid one does."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from duewise_events.catalogue import BY_TYPE
+from dunning.clock import clock
+from dunning.lastlook import InvoiceApiLastLook
+from dunning.scheduler import Scheduler
+from dunning_kit import feed, outbox, steps
+from fastapi import FastAPI
+from invoice.config import Settings as InvoiceSettings
+from invoice.main import create_app as create_invoice_app
+from invoice.migrations import upgrade as upgrade_invoice
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from conftest import at
+
+INVOICE_TOKEN = "test-invoice-admin-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+async def invoice_service(pg_server_url: str, kafka_bootstrap: str) -> AsyncIterator[FastAPI]:
+    """The invoice service's app, started, on a fresh database migrated to head."""
+    name = f"duewise_invoice_for_dunning_{secrets.token_hex(4)}"
+    server = make_url(pg_server_url).set(drivername="postgresql")
+    admin_dsn = server.set(database="postgres").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = server.set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade_invoice, url)
+    settings = InvoiceSettings(
+        database_url=url, kafka_bootstrap_servers=kafka_bootstrap, admin_token=INVOICE_TOKEN
+    )
+    application = create_invoice_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def iclient(invoice_service: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=invoice_service),
+        base_url="http://invoice.test",
+        headers={"Authorization": f"Bearer {INVOICE_TOKEN}"},
+    ) as c:
+        yield c
+
+
+async def _issue(
+    iclient: httpx.AsyncClient, invoice_service: FastAPI
+) -> tuple[str, str, list[Any]]:
+    """A customer and an invoice in the invoice service; its events, as dunning would get them."""
+    n = secrets.token_hex(3)
+    r = await iclient.post(
+        "/v1/customers",
+        json={
+            "name": f"Real {n}",
+            "external_id": f"C-{n}",
+            "currency": "EUR",
+            "timezone": "Europe/Berlin",
+            "country": "DE",
+            "locale": "de-DE",
+            "payment_terms_days": 30,
+            "contacts": [{"name": "AP", "email": f"ap{n}@example.com", "role": "billing"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    customer_id = r.json()["id"]
+    r = await iclient.post(
+        "/v1/invoices",
+        json={
+            "customer_id": customer_id,
+            "number": f"INV-{n}",
+            "external_id": f"ERP-{n}",
+            "issue_date": "2026-02-01",
+            "due_date": "2026-03-02",
+            "currency": "EUR",
+            "lines": [{"description": "Service", "quantity": 1, "unit_price": 10000}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    invoice_id = r.json()["id"]
+    engine: AsyncEngine = invoice_service.state.engine
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT type, payload FROM outbox ORDER BY id"))).all()
+    events = [
+        BY_TYPE[t].model_validate(p)
+        for t, p in rows
+        if p.get("customer_id") == customer_id and t in ("customer.created.v1", "invoice.issued.v1")
+    ]
+    assert [e.TYPE for e in events] == ["customer.created.v1", "invoice.issued.v1"]
+    return customer_id, invoice_id, events
+
+
+def _last_look(invoice_service: FastAPI) -> InvoiceApiLastLook:
+    return InvoiceApiLastLook(
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=invoice_service),
+            base_url="http://invoice.test",
+            headers={"Authorization": f"Bearer {INVOICE_TOKEN}"},
+        )
+    )
+
+
+async def test_paid_at_the_invoice_service_in_the_same_second_is_not_reminded(
+    maker: async_sessionmaker[AsyncSession],
+    iclient: httpx.AsyncClient,
+    invoice_service: FastAPI,
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    customer_id, invoice_id, events = await _issue(iclient, invoice_service)
+    await feed(maker, *events)
+    assert {r.status for r in await steps(maker, invoice_id)} == {"pending"}
+    # Paid at the invoice service; its PaymentReceived is NOT delivered to dunning.
+    r = await iclient.post(
+        "/v1/payments",
+        json={
+            "customer_id": customer_id,
+            "amount": 10000,
+            "currency": "EUR",
+            "method": "wire",
+            "received_at": "2026-03-02",
+        },
+    )
+    assert r.status_code == 201, r.text
+    clock.set(at("2026-03-02 08:00"), freeze=True)  # due_today: 09:00 Berlin
+    look = _last_look(invoice_service)
+    try:
+        result = await Scheduler(maker, clock=clock, last_look=look, name="real").run_once()
+    finally:
+        await look.aclose()
+    assert result.emitted == 0
+    assert await outbox(maker, "reminder.due.v1") == []
+    rows = {r.step_key: r for r in await steps(maker, invoice_id)}
+    assert rows["due_today"].status == "cancelled"
+    assert "last look" in (rows["due_today"].note or "")
+
+
+async def test_unpaid_at_the_invoice_service_is_reminded_with_its_balance(
+    maker: async_sessionmaker[AsyncSession],
+    iclient: httpx.AsyncClient,
+    invoice_service: FastAPI,
+) -> None:
+    clock.set(at("2026-02-01 10:00"), freeze=True)
+    customer_id, invoice_id, events = await _issue(iclient, invoice_service)
+    await feed(maker, *events)
+    clock.set(at("2026-03-02 08:00"), freeze=True)
+    look = _last_look(invoice_service)
+    try:
+        result = await Scheduler(maker, clock=clock, last_look=look, name="real").run_once()
+    finally:
+        await look.aclose()
+    assert result.emitted == 1
+    (reminder,) = await outbox(maker, "reminder.due.v1")
+    assert reminder["customer_id"] == customer_id
+    assert reminder["step_key"] == "due_today"
+    assert [(i["invoice_id"], i["balance"]) for i in reminder["invoices"]] == [(invoice_id, 10000)]
+    assert {r.step_key: r.status for r in await steps(maker, invoice_id)}["due_today"] == "emitted"
