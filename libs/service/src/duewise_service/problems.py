@@ -105,11 +105,25 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def validation_problem(errors: Sequence[Any], instance: str | None = None) -> dict[str, Any]:
+class ValidationProblem(Exception):
+    """Pydantic errors found after parsing (say, a policy inside the body), with the body
+    path they sit under, so the 422 names the field as the client sent it."""
+
+    def __init__(self, errors: Sequence[Any], prefix: Sequence[str | int]) -> None:
+        super().__init__("invalid")
+        self.errors = errors
+        self.prefix = tuple(prefix)
+
+
+def validation_problem(
+    errors: Sequence[Any], instance: str | None = None, *, prefix: Sequence[str | int] = ()
+) -> dict[str, Any]:
     """A 422 problem whose `errors` name each invalid field by JSON pointer."""
     items = []
     for err in errors:
         loc = tuple(err.get("loc", ()))
+        if prefix:
+            loc = ("body", *prefix, *(loc[1:] if loc and loc[0] == "body" else loc))
         pointer = _pointer(loc)
         field = pointer.removeprefix("#/")
         message = _message(err)
@@ -142,6 +156,13 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return problem_response(422, validation_problem(exc.errors(), request.url.path))
+
+
+async def _on_nested_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ValidationProblem)
+    return problem_response(
+        422, validation_problem(exc.errors, request.url.path, prefix=exc.prefix)
+    )
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -187,6 +208,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, a problem+json response."""
     app.add_exception_handler(DomainError, _on_domain)
     app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(ValidationProblem, _on_nested_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(Exception, _on_unhandled)

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
+from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,6 @@ from sqlmodel import col, select
 
 from dunning.db import SessionDep
 from dunning.models import ApiToken
-from dunning.problems import DomainError
 
 ADMIN_ENV_TOKEN_ID = "tok_env_admin"
 

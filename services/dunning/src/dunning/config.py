@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,9 +63,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not v.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
-            raise ValueError("must be a postgresql:// URL")
-        return v
+        return check_postgres_url(v)
 
     @property
     def production(self) -> bool:
@@ -72,13 +71,11 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        _, rest = self.database_url.split("://", 1)
-        return f"postgresql+asyncpg://{rest}"
+        return sqlalchemy_url(self.database_url)
 
     @property
     def plain_database_url(self) -> str:
-        _, rest = self.database_url.split("://", 1)
-        return f"postgresql://{rest}"
+        return plain_url(self.database_url)
 
     @property
     def last_look_token(self) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -18,7 +19,6 @@ from sqlmodel import col, select
 
 from dunning.auth import CurrentPrincipal
 from dunning.models import IdempotencyRecord
-from dunning.problems import DomainError
 
 HEADER = "Idempotency-Key"
 

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.problems import install_problem_handlers
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -14,7 +15,6 @@ from dunning.auth import upsert_admin_token
 from dunning.clock import clock
 from dunning.config import Settings, get_settings
 from dunning.db import make_engine, make_sessionmaker
-from dunning.problems import install_problem_handlers
 
 
 def init_clock(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.problems import DomainError, not_found
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,7 +15,6 @@ from dunning.db import SessionDep
 from dunning.handlers import local_today
 from dunning.idempotency import IdempotencyDep
 from dunning.models import CustomerProjection, CustomerStage, InvoiceProjection, Pause, Promise
-from dunning.problems import DomainError, not_found
 from dunning.service import holds
 from dunning.service.policies import assign_policy
 from dunning.service.schedule import recompute

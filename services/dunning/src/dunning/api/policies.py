@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from duewise_service.problems import DomainError, ValidationProblem, not_found
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,7 +18,6 @@ from dunning.domain.plan import InvoiceFacts, plan
 from dunning.domain.policy import DEFAULT_POLICY, PolicySpec
 from dunning.idempotency import IdempotencyDep
 from dunning.models import Policy
-from dunning.problems import DomainError, ValidationProblem, not_found
 from dunning.service import policies as svc
 from dunning.service.policies import PolicyIn, PolicyOut
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.problems import not_found
 from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlmodel import col, select
@@ -12,7 +13,6 @@ from dunning.auth import CurrentPrincipal
 from dunning.clock import clock
 from dunning.db import SessionDep
 from dunning.models import CustomerProjection, InvoiceProjection, ScheduledStep
-from dunning.problems import not_found
 
 router = APIRouter(tags=["timelines"])
 

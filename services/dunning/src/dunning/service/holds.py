@@ -6,12 +6,12 @@ import datetime as dt
 from typing import Literal
 
 from duewise_events.catalogue import CreditHoldPlaced, CreditHoldReleased, DunningStageChanged
+from duewise_service.problems import DomainError
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from dunning.models import OUTBOX, CustomerProjection, CustomerStage, InvoiceProjection, new_id
-from dunning.problems import DomainError
 from dunning.service.schedule import CLOSED
 
 Stage = Literal["current", "reminded", "final_notice", "credit_hold"]

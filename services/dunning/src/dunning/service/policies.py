@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from duewise_service.problems import DomainError, ValidationProblem, not_found
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -18,7 +19,6 @@ from dunning.models import (
     PolicyAssignment,
     utcnow,
 )
-from dunning.problems import DomainError, ValidationProblem, not_found
 from dunning.service.schedule import CLOSED, recompute
 
 
