@@ -50,6 +50,7 @@ class Stack:
     postgres_settings: dict[str, str] = field(default_factory=dict)
     keep_work_dir: bool = False
     profile_dir: Path | None = None  # run the API and relay under cProfile, stats here
+    invoice_services: bool = True  # False: only PostgreSQL and the broker (the dunning bench)
     _postgres: EmbeddedPostgres | None = None
     _broker: TansuBroker | None = None
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -101,6 +102,8 @@ class Stack:
         await ensure_database(self.server_url, name)
         self.invoice_db_url = database_url(self.server_url, name)
         self.postgres_settings = await _server_settings(self.server_url)
+        if not self.invoice_services:
+            return
 
         port = free_port()
         self.api_url = f"http://{LOCALHOST}:{port}"
