@@ -70,6 +70,7 @@ class EventConsumer:
         on_outcome: Callable[[Outcome], None] | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        partition_concurrency: int = 4,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -89,6 +90,8 @@ class EventConsumer:
         # are revoked, so a partition is never handed over with effects committed in the
         # database but offsets not yet committed in Kafka.
         self._lock = asyncio.Lock()
+        # How many partitions are worked at once; keep it within the session pool's size.
+        self._partition_slots = asyncio.Semaphore(partition_concurrency)
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -114,12 +117,15 @@ class EventConsumer:
                 if not batch:
                     continue
                 async with self._lock:
-                    for tp, records in batch.items():
-                        for record in records:
-                            if stop.is_set():
-                                break
-                            await self._process(record, producer, stop)
-                            self._pending[tp] = record.offset + 1
+                    # Partitions are independent (a customer's events share one), so they are
+                    # worked concurrently while each keeps its own order: the database round
+                    # trips of one overlap the CPU work of another.
+                    await asyncio.gather(
+                        *(
+                            self._process_partition(tp, records, producer, stop)
+                            for tp, records in batch.items()
+                        )
+                    )
                     await self._commit()
         finally:
             with contextlib.suppress(Exception):
@@ -128,6 +134,20 @@ class EventConsumer:
             await producer.stop()
             await consumer.stop()
             self._consumer = None
+
+    async def _process_partition(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+    ) -> None:
+        async with self._partition_slots:
+            for record in records:
+                if stop.is_set():
+                    return
+                await self._process(record, producer, stop)
+                self._pending[tp] = record.offset + 1
 
     async def _commit(self) -> None:
         if not self._pending or self._consumer is None:
