@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: run test lint typecheck check catalogue bench clean
+.PHONY: run test lint typecheck check catalogue bench bench-dunning clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,6 +37,9 @@ catalogue: $(VENV)/.synced  ## regenerate libs/events/asyncapi.yaml from the eve
 
 bench: $(VENV)/.synced  ## benchmarks (not timed tests); figures go in README.md
 	$(BIN)/python -m bench.invoice_bench
+
+bench-dunning: $(VENV)/.synced  ## dunning at 1M invoices / 100k customers (about 13 minutes)
+	$(BIN)/python -m bench.dunning_bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .duewise .pytest_cache .mypy_cache .ruff_cache
