@@ -281,3 +281,41 @@ async def test_a_payment_in_transit_holds_reminders_then_resumes_after_seven_day
     clock.set(at("2026-03-12 08:30"), freeze=True)  # overdue_10
     assert (await worker.run_once()).emitted == 1
     assert [r["step_key"] for r in await outbox(maker, "reminder.due.v1")] == ["overdue_10"]
+
+
+async def test_small_batches_never_split_a_customer_day(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Batch of 2: a customer's 5 invoices due the same day still go out in one notice."""
+    clock.set(at("2026-03-31 10:00"), freeze=True)  # overdue_20 is the latest step due
+    big = customer()
+    others = [customer() for _ in range(3)]
+    invs = [invoice(big.customer_id) for _ in range(5)] + [invoice(c.customer_id) for c in others]
+    await feed(maker, big, *others, *invs)
+    look = FakeLastLook(
+        {c.customer_id: {i.invoice_id: i.total for i in invs} for c in [big, *others]}
+    )
+    await scheduler(maker, look).run_once()  # overdue_20 (catch-up) goes out today
+    clock.set(at("2026-04-01 07:30"), freeze=True)  # final_30 for every invoice, 09:30 Berlin
+    worker = Scheduler(maker, clock=clock, last_look=look, name="small", batch=2)
+    skipped = emitted = 0
+    for _ in range(10):
+        result = await worker.run_once()
+        skipped, emitted = skipped + result.skipped, emitted + result.emitted
+        if result.claimed == 0:
+            break
+    assert (skipped, emitted) == (0, 8)
+    finals = [r for r in await outbox(maker, "reminder.due.v1") if r["step_key"] == "final_30"]
+    by_customer = {r["customer_id"]: sorted(i["invoice_id"] for i in r["invoices"]) for r in finals}
+    assert len(finals) == len(by_customer) == 4  # exactly one notice per customer-day
+    assert by_customer == {
+        c.customer_id: sorted(i.invoice_id for i in invs if i.customer_id == c.customer_id)
+        for c in [big, *others]
+    }
+    for inv in invs:
+        row = {r.step_key: r for r in await steps(maker, inv.invoice_id)}["final_30"]
+        assert (row.status, row.note) == ("emitted", None)
+    fees = await outbox(maker, "fee.assessed.v1")
+    assert sorted(f["fee_id"] for f in fees if f["step_key"] == "final_30") == sorted(
+        f"{i.invoice_id}:final_30:late_fee" for i in invs
+    )

@@ -28,7 +28,7 @@ from duewise_events.catalogue import (
     PromiseKept,
 )
 from duewise_events.envelope import Envelope
-from sqlalchemy import delete, update
+from sqlalchemy import delete, exists, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -218,13 +218,11 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
 async def _count_towards_promises(
     session: AsyncSession, event: PaymentReceived, invoice_ids: set[str]
 ) -> None:
-    promises = (
-        await session.scalars(
-            select(Promise)
-            .where(col(Promise.customer_id) == event.customer_id, col(Promise.status) == "open")
-            .with_for_update()
-        )
-    ).all()
+    open_ = (col(Promise.customer_id) == event.customer_id, col(Promise.status) == "open")
+    # Most payments are not promised: a plain EXISTS before locking anything.
+    if not invoice_ids or not await session.scalar(select(exists().where(*open_))):
+        return
+    promises = (await session.scalars(select(Promise).where(*open_).with_for_update())).all()
     for promise in promises:
         paid = sum(
             a.amount

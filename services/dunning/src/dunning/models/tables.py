@@ -222,6 +222,12 @@ class ScheduledStep(DunningModel, table=True):
             "send_at",
             postgresql_where=text("status IN ('pending', 'claimed')"),
         ),
+        # the claim's second arm: claimed rows whose lease expired (a dead worker's claim)
+        Index(
+            "ix_scheduled_step_lease",
+            "lease_until",
+            postgresql_where=text("status = 'claimed'"),
+        ),
     )
 
     id: int | None = Field(

@@ -149,7 +149,9 @@ async def recompute(session: AsyncSession, invoice_id: str, now: dt.datetime) ->
     of the unfired steps already due only the latest stays (catch-up), the others are skipped.
     Claimed rows are left to the scheduler that holds them.
     """
-    invoice = await session.get(InvoiceProjection, invoice_id, populate_existing=True)
+    # No forced re-read: an invoice already in the session was loaded (and, by the handlers,
+    # locked and changed) in this very transaction, so its state there is the current one.
+    invoice = await session.get(InvoiceProjection, invoice_id)
     if invoice is None:
         return
     if invoice.status in CLOSED or invoice.balance == 0:
