@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import typer
+from duewise_service.process import run_until_signalled
+from duewise_service.tracing import install_tracer_provider
 
 from invoice.config import get_settings
 from invoice.imports.commands import import_app
@@ -70,15 +71,11 @@ def relay() -> None:
         pause_before_mark_s=settings.relay_pause_before_mark_s,
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
-        await outbox_relay.run(stop)
+    from invoice.main import SERVICE_NAME
 
-    asyncio.run(main())
+    install_tracer_provider(SERVICE_NAME)  # so each publish is a span of the request's trace
+    typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
+    run_until_signalled(outbox_relay.run)
 
 
 @app.command()
@@ -90,13 +87,13 @@ def consumer() -> None:
 
     from invoice.db import make_engine, make_sessionmaker
     from invoice.handlers import HANDLERS
-    from invoice.main import _tracer_provider
+    from invoice.main import SERVICE_NAME
     from invoice.models import INBOX_TABLE
 
     settings = get_settings()
-    _tracer_provider()
+    install_tracer_provider(SERVICE_NAME)
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         engine = make_engine(settings.sqlalchemy_url, pool_size=2)
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
         event_consumer = EventConsumer(
@@ -108,10 +105,6 @@ def consumer() -> None:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             enable_idempotence=settings.kafka_enable_idempotence,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         bootstrap = settings.kafka_bootstrap_servers
         typer.echo(f"invoice consumer: reading {DUNNING_EVENTS} from {bootstrap}")
         try:
@@ -119,7 +112,7 @@ def consumer() -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    run_until_signalled(main)
 
 
 if __name__ == "__main__":

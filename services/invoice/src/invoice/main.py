@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from duewise_service.problems import install_problem_handlers
+from duewise_service.tracing import install_tracer_provider
 from fastapi import FastAPI
-from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 
 from invoice.api import health, v1
 from invoice.auth import TokenCache, upsert_admin_token
@@ -25,26 +22,6 @@ from invoice.idempotency import purge_expired
 
 log = logging.getLogger("invoice")
 SERVICE_NAME = "duewise-invoice"
-
-
-def _tracer_provider() -> None:
-    # An SDK provider so spans (and so traceparent in outbox rows) exist; exporting is the
-    # environment's choice: nothing is exported unless OTEL_EXPORTER_OTLP_ENDPOINT is set
-    # and an exporter package is installed.
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
-        return
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter,
-            )
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        except ImportError:
-            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but no OTLP exporter is installed")
-    trace.set_tracer_provider(provider)
 
 
 async def _purge_loop(app: FastAPI) -> None:
@@ -58,7 +35,7 @@ async def _purge_loop(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The invoice service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
-    _tracer_provider()
+    install_tracer_provider(SERVICE_NAME)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

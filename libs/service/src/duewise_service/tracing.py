@@ -1,0 +1,35 @@
+"""One OpenTelemetry setup for every process of every service."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+log = logging.getLogger("duewise.tracing")
+
+
+def install_tracer_provider(service_name: str) -> None:
+    """An SDK provider, so spans (and the traceparent stored in outbox rows) exist.
+
+    Exporting is the environment's choice: spans leave the process only when
+    OTEL_EXPORTER_OTLP_ENDPOINT is set and an OTLP exporter package is installed. Idempotent:
+    a provider installed earlier (by a test, or another app in the process) is kept.
+    """
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter,
+            )
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        except ImportError:
+            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but no OTLP exporter is installed")
+    trace.set_tracer_provider(provider)
