@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 
 import typer
+from duewise_service.process import run_until_signalled
+from duewise_service.tracing import install_tracer_provider
 
 from dunning.config import get_settings
 
 app = typer.Typer(help="duewise dunning service", no_args_is_help=True)
+SERVICE_NAME = "duewise-dunning"
 
 
-def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    asyncio.run(runner())
+def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a background process (relay, consumer, scheduler) with tracing, until signalled."""
+    install_tracer_provider(SERVICE_NAME)
+    run_until_signalled(main)
 
 
 @app.command()
@@ -56,7 +53,7 @@ def relay() -> None:
         lock_key=RELAY_LOCK_KEY,
         enable_idempotence=settings.kafka_enable_idempotence,
     )
-    _run_until_signal(outbox_relay.run)
+    _worker(outbox_relay.run)
 
 
 @app.command()
@@ -89,7 +86,7 @@ def consumer() -> None:
         finally:
             await engine.dispose()
 
-    _run_until_signal(main)
+    _worker(main)
 
 
 @app.command()
@@ -127,7 +124,7 @@ def scheduler() -> None:
             await last_look.aclose()
             await engine.dispose()
 
-    _run_until_signal(main)
+    _worker(main)
 
 
 if __name__ == "__main__":

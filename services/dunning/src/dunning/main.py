@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from duewise_service.problems import install_problem_handlers
+from duewise_service.tracing import install_tracer_provider
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -28,6 +29,7 @@ def init_clock(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The dunning service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
+    install_tracer_provider("duewise-dunning")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
