@@ -38,7 +38,7 @@ catalogue: $(VENV)/.synced  ## regenerate libs/events/asyncapi.yaml from the eve
 bench: $(VENV)/.synced  ## benchmarks (not timed tests); figures go in README.md
 	$(BIN)/python -m bench.invoice_bench
 
-bench-dunning: $(VENV)/.synced  ## dunning at 1M invoices / 100k customers (about 13 minutes)
+bench-dunning: $(VENV)/.synced  ## dunning at 1M invoices / 100k customers (about 3 minutes)
 	$(BIN)/python -m bench.dunning_bench
 
 clean:
