@@ -8,6 +8,7 @@ import os
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 log = logging.getLogger("duewise.tracing")
 
@@ -21,8 +22,17 @@ def install_tracer_provider(service_name: str) -> None:
     """
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    sampler = None
+    if not exporting and not os.environ.get("OTEL_TRACES_SAMPLER"):
+        # Nothing leaves the process, so recording spans is pure cost (measured: a third of
+        # the invoice API's throughput). Trace ids are still minted and propagated through
+        # the outbox and Kafka; a caller that sends a sampled traceparent is still recorded.
+        sampler = ParentBased(root=ALWAYS_OFF)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), sampler=sampler
+    )
+    if exporting:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
                 OTLPSpanExporter,
