@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from duewise_dev.broker import ensure_topics
+from duewise_dev.postgres import scratch_database
 from duewise_events.outbox import Outbox
+from duewise_service.urls import sqlalchemy_url
 from events_support import METADATA, OUTBOX_TABLE
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,29 +24,19 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def with_database(server_url: str, name: str) -> str:
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 async def events_dsn(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"duewise_events_test_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = with_database(pg_server_url, name)
-    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
-    async with engine.begin() as conn:
-        await conn.run_sync(METADATA.create_all)
-    await engine.dispose()
-    yield dsn
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database(pg_server_url, "duewise_events_test") as dsn:
+        engine = create_async_engine(sqlalchemy_url(dsn))
+        async with engine.begin() as conn:
+            await conn.run_sync(METADATA.create_all)
+        await engine.dispose()
+        yield dsn
 
 
 @pytest.fixture(scope="session")
 async def engine(events_dsn: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_async_engine(events_dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    eng = create_async_engine(sqlalchemy_url(events_dsn))
     yield eng
     await eng.dispose()
 

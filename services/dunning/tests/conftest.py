@@ -3,14 +3,13 @@ table emptied between tests; the settable clock frozen per test instead of sleep
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx
 import pytest
+from duewise_dev.postgres import scratch_database
 from dunning.clock import clock
 from dunning.config import Settings
 from dunning.main import create_app
@@ -18,7 +17,6 @@ from dunning.migrations import upgrade
 from dunning.models import metadata
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 DUNNING_ADMIN_TOKEN = "test-admin-" + secrets.token_hex(16)
@@ -26,22 +24,8 @@ DUNNING_ADMIN_TOKEN = "test-admin-" + secrets.token_hex(16)
 
 @pytest.fixture(scope="session")
 async def dunning_db_url(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"duewise_dunning_test_{secrets.token_hex(4)}"
-    server = make_url(pg_server_url).set(drivername="postgresql")
-    admin_dsn = server.set(database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = server.set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, url)
-    yield url
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with scratch_database(pg_server_url, "duewise_dunning_test", upgrade) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

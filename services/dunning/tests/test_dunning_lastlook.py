@@ -4,14 +4,13 @@ not seen yet ("payment in the same second"), gets no reminder; an unpaid one doe
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
+from duewise_dev.postgres import scratch_database
 from duewise_events.catalogue import BY_TYPE
 from dunning.clock import clock
 from dunning.lastlook import InvoiceApiLastLook
@@ -22,7 +21,6 @@ from invoice.config import Settings as InvoiceSettings
 from invoice.main import create_app as create_invoice_app
 from invoice.migrations import upgrade as upgrade_invoice
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conftest import at
@@ -33,27 +31,15 @@ INVOICE_TOKEN = "test-invoice-admin-" + secrets.token_hex(16)
 @pytest.fixture(scope="session")
 async def invoice_service(pg_server_url: str, kafka_bootstrap: str) -> AsyncIterator[FastAPI]:
     """The invoice service's app, started, on a fresh database migrated to head."""
-    name = f"duewise_invoice_for_dunning_{secrets.token_hex(4)}"
-    server = make_url(pg_server_url).set(drivername="postgresql")
-    admin_dsn = server.set(database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = server.set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade_invoice, url)
-    settings = InvoiceSettings(
-        database_url=url, kafka_bootstrap_servers=kafka_bootstrap, admin_token=INVOICE_TOKEN
-    )
-    application = create_invoice_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with scratch_database(
+        pg_server_url, "duewise_invoice_for_dunning", upgrade_invoice
+    ) as url:
+        settings = InvoiceSettings(
+            database_url=url, kafka_bootstrap_servers=kafka_bootstrap, admin_token=INVOICE_TOKEN
+        )
+        application = create_invoice_app(settings)
+        async with application.router.lifespan_context(application):
+            yield application
 
 
 @pytest.fixture

@@ -3,48 +3,28 @@ the same code as `invoice migrate`; every table emptied between tests."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import pytest
+from duewise_dev.postgres import scratch_database
 from fastapi import FastAPI
 from invoice.config import Settings
 from invoice.main import create_app
 from invoice.migrations import upgrade
 from invoice.models import SQLModel
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 ADMIN_TOKEN = "test-admin-" + secrets.token_hex(16)
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 async def invoice_db_url(pg_server_url: str) -> AsyncIterator[str]:
     """A new database on the test server, migrated to head; dropped at the end."""
-    name = f"duewise_invoice_test_{secrets.token_hex(4)}"
-    server = make_url(_plain(pg_server_url))
-    admin_dsn = server.set(database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = server.set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, url)
-    yield url
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with scratch_database(pg_server_url, "duewise_invoice_test", upgrade) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,22 @@ The wheel's own PostgresServer listens only on a unix socket, so this drives its
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
+import secrets
 import signal
 import stat
 import subprocess
 import time
 import warnings
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from duewise_service.urls import plain_url
 
 from duewise_dev._util import LOCALHOST, log_tail, port_is_free, stop_popen
 
@@ -204,3 +208,25 @@ async def ensure_database(url: str, name: str) -> None:
                 await conn.execute(f"CREATE DATABASE {quoted}")
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(
+    server_url: str, prefix: str, migrate: Callable[[str], None] | None = None
+) -> AsyncIterator[str]:
+    """A new database `<prefix>_<random>` on the server, migrated by `migrate` (a blocking
+    function of the database URL, run in a thread), dropped on exit: one per test session."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    plain = plain_url(server_url)
+    await ensure_database(plain, name)
+    url = database_url(plain, name)
+    try:
+        if migrate is not None:
+            await asyncio.to_thread(migrate, url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
