@@ -23,7 +23,7 @@ run: $(VENV)/.synced  ## the whole system on the embedded default
 	$(BIN)/duewise-dev run
 
 test: $(VENV)/.synced lint typecheck  ## lint, types, then every test against real services
-	$(BIN)/pytest
+	$(BIN)/pytest --cov  # coverage floor: [tool.coverage.report] fail_under
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
