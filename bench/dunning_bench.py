@@ -106,7 +106,6 @@ class PassOutcome:
         self.idle_plan = ""
         self.idle_parts: dict[str, float] = {}
         self.idle_at: dt.datetime | None = None
-        self.alt_claim_ms: tuple[float, float, str] = (0.0, 0.0, "")
 
 
 async def _scheduler_phase(
@@ -235,51 +234,6 @@ async def _scheduler_phase(
 
 class _Rollback(Exception):
     pass
-
-
-#: The claim rewritten so that each arm has an index condition (the suggested fix).
-ALT_INDEX = (
-    "CREATE INDEX ix_scheduled_step_lease ON scheduled_step (lease_until) WHERE status = 'claimed'"
-)
-ALT_CLAIM = """
-    WITH pending AS (
-        SELECT id FROM scheduled_step
-        WHERE status = 'pending' AND send_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-        ORDER BY send_at LIMIT $4 FOR UPDATE SKIP LOCKED),
-    expired AS (
-        SELECT id FROM scheduled_step WHERE status = 'claimed' AND lease_until < $1
-        LIMIT $4 FOR UPDATE SKIP LOCKED)
-    UPDATE scheduled_step SET status = 'claimed', lease_until = $2, claimed_by = $3,
-           updated_at = now()
-    WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM pending)
-    RETURNING id
-"""
-
-
-async def _alternative_claim(
-    conn: asyncpg.Connection, args: argparse.Namespace, now: dt.datetime
-) -> tuple[float, float, str]:
-    """(index build s, median idle claim ms, plan) of ALT_CLAIM, all rolled back."""
-    params = (now, now + dt.timedelta(seconds=60), "bench-alt", args.batch)
-    result: tuple[float, float, str] = (0.0, 0.0, "")
-    try:
-        async with conn.transaction():
-            t0 = time.perf_counter()
-            await conn.execute(ALT_INDEX)
-            await conn.execute("ANALYZE scheduled_step")
-            build = time.perf_counter() - t0
-            stmt = await conn.prepare(ALT_CLAIM)
-            times = []
-            for _ in range(args.idle_passes):
-                t1 = time.perf_counter()
-                await stmt.fetch(*params)
-                times.append((time.perf_counter() - t1) * 1000)
-            plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + ALT_CLAIM, *params)
-            result = (build, statistics.median(times), "\n".join(r[0] for r in plan))
-            raise _Rollback
-    except _Rollback:
-        pass
-    return result
 
 
 # --- payments -> cancelled ----------------------------------------------------------------
@@ -507,9 +461,6 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     if sched.idle_plan:
         text += "\nThe claim query with nothing due (EXPLAIN ANALYZE):\n\n```\n"
         text += sched.idle_plan + "\n```\n"
-    if sched.alt_claim_ms[2]:
-        text += "\nThe suggested claim (bench.dunning_bench.ALT_CLAIM + ALT_INDEX), same state:"
-        text += "\n\n```\n" + sched.alt_claim_ms[2] + "\n```\n"
     RESULTS.write_text(text)
     shown = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
     console.print(f"\nwritten to {shown}")
