@@ -128,8 +128,8 @@ async def _import(kind: Kind, path: Path, stack: Stack, log: Log, *, via: str) -
 
 async def _import_in_process(kind: Kind, path: Path, stack: Stack, log: Log) -> str:
     """`invoice.imports.runner.import_rows` in this process, as the CLI command drives it."""
+    from duewise_service.db import make_engine, make_sessionmaker
     from invoice.config import Settings
-    from invoice.db import make_engine, make_sessionmaker
     from invoice.imports.mapping import load_mapping
     from invoice.imports.parse import read_csv
     from invoice.imports.runner import import_rows

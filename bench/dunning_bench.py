@@ -111,9 +111,9 @@ class PassOutcome:
 async def _scheduler_phase(
     args: argparse.Namespace, url: str, meter: CpuMeter, log: Log
 ) -> PassOutcome:
+    from duewise_service.db import make_engine, make_sessionmaker
     from dunning.clock import Clock
     from dunning.config import Settings
-    from dunning.db import make_engine, make_sessionmaker
     from dunning.scheduler import _PICK, CLAIM_LOCK_NS, Scheduler
 
     settings = Settings(database_url=url)

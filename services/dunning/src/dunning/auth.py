@@ -6,13 +6,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from dunning.db import SessionDep
 from dunning.models import ApiToken
 
 ADMIN_ENV_TOKEN_ID = "tok_env_admin"

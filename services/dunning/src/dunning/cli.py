@@ -61,8 +61,8 @@ def consumer() -> None:
     """Consume invoice.events into the projections and schedules until SIGTERM/SIGINT."""
     from duewise_events.catalogue import INVOICE_EVENTS
     from duewise_events.consumer import EventConsumer
+    from duewise_service.db import worker_sessions
 
-    from dunning.db import make_engine, make_sessionmaker
     from dunning.handlers import HANDLERS
     from dunning.main import init_clock
     from dunning.models import INBOX_TABLE
@@ -71,20 +71,16 @@ def consumer() -> None:
     init_clock(settings)
 
     async def main(stop: asyncio.Event) -> None:
-        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
-        event_consumer = EventConsumer(
-            name="dunning",
-            topics=[INVOICE_EVENTS],
-            handlers=HANDLERS,
-            session_factory=make_sessionmaker(engine),
-            inbox=INBOX_TABLE,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            enable_idempotence=settings.kafka_enable_idempotence,
-        )
-        try:
-            await event_consumer.run(stop)
-        finally:
-            await engine.dispose()
+        async with worker_sessions(settings.sqlalchemy_url) as sessions:
+            await EventConsumer(
+                name="dunning",
+                topics=[INVOICE_EVENTS],
+                handlers=HANDLERS,
+                session_factory=sessions,
+                inbox=INBOX_TABLE,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                enable_idempotence=settings.kafka_enable_idempotence,
+            ).run(stop)
 
     _worker(main)
 
@@ -94,8 +90,9 @@ def scheduler() -> None:
     """Claim and emit due steps until SIGTERM/SIGINT (run as many replicas as you like)."""
     import datetime as dt
 
+    from duewise_service.db import worker_sessions
+
     from dunning.clock import clock
-    from dunning.db import make_engine, make_sessionmaker
     from dunning.lastlook import InvoiceApiLastLook
     from dunning.main import init_clock
     from dunning.scheduler import Scheduler
@@ -106,23 +103,22 @@ def scheduler() -> None:
         raise RuntimeError("DUNNING_SCHEDULER_PAUSE_AFTER_CLAIM_S is for fault tests only")
 
     async def main(stop: asyncio.Event) -> None:
-        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
         last_look = InvoiceApiLastLook.from_settings(
             settings.invoice_api_url, settings.last_look_token
         )
-        worker = Scheduler(
-            make_sessionmaker(engine),
-            clock=clock,
-            last_look=last_look,
-            lease=dt.timedelta(seconds=settings.scheduler_lease_s),
-            batch=settings.scheduler_batch,
-            pause_after_claim_s=settings.scheduler_pause_after_claim_s,
-        )
         try:
-            await worker.run(stop, settings.scheduler_interval_s)
+            async with worker_sessions(settings.sqlalchemy_url) as sessions:
+                worker = Scheduler(
+                    sessions,
+                    clock=clock,
+                    last_look=last_look,
+                    lease=dt.timedelta(seconds=settings.scheduler_lease_s),
+                    batch=settings.scheduler_batch,
+                    pause_after_claim_s=settings.scheduler_pause_after_claim_s,
+                )
+                await worker.run(stop, settings.scheduler_interval_s)
         finally:
             await last_look.aclose()
-            await engine.dispose()
 
     _worker(main)
 

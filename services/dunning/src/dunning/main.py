@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.tracing import install_tracer_provider
 from fastapi import FastAPI
@@ -15,7 +16,6 @@ from dunning.api import health, v1
 from dunning.auth import upsert_admin_token
 from dunning.clock import clock
 from dunning.config import Settings, get_settings
-from dunning.db import make_engine, make_sessionmaker
 
 
 def init_clock(settings: Settings) -> None:

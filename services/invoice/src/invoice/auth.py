@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError
 from fastapi import Depends, Request
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from invoice.db import SessionDep
 from invoice.models import ApiToken, Role
 
 SCOPES: dict[str, str] = {

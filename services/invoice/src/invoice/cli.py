@@ -83,9 +83,8 @@ def consumer() -> None:
     """Consume dunning.events (fee assessments become fee invoices) until SIGTERM/SIGINT."""
     from duewise_events.catalogue import DUNNING_EVENTS
     from duewise_events.consumer import EventConsumer
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from duewise_service.db import worker_sessions
 
-    from invoice.db import make_engine, make_sessionmaker
     from invoice.handlers import HANDLERS
     from invoice.main import SERVICE_NAME
     from invoice.models import INBOX_TABLE
@@ -94,23 +93,18 @@ def consumer() -> None:
     install_tracer_provider(SERVICE_NAME)
 
     async def main(stop: asyncio.Event) -> None:
-        engine = make_engine(settings.sqlalchemy_url, pool_size=2)
-        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
-        event_consumer = EventConsumer(
-            name="invoice",
-            topics=[DUNNING_EVENTS],
-            handlers=HANDLERS,
-            session_factory=make_sessionmaker(engine),
-            inbox=INBOX_TABLE,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            enable_idempotence=settings.kafka_enable_idempotence,
-        )
         bootstrap = settings.kafka_bootstrap_servers
         typer.echo(f"invoice consumer: reading {DUNNING_EVENTS} from {bootstrap}")
-        try:
-            await event_consumer.run(stop)
-        finally:
-            await engine.dispose()
+        async with worker_sessions(settings.sqlalchemy_url) as sessions:
+            await EventConsumer(
+                name="invoice",
+                topics=[DUNNING_EVENTS],
+                handlers=HANDLERS,
+                session_factory=sessions,
+                inbox=INBOX_TABLE,
+                bootstrap_servers=bootstrap,
+                enable_idempotence=settings.kafka_enable_idempotence,
+            ).run(stop)
 
     run_until_signalled(main)
 

@@ -8,16 +8,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.tracing import install_tracer_provider
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
 from invoice.api import health, v1
 from invoice.auth import TokenCache, upsert_admin_token
 from invoice.config import Settings, get_settings
-from invoice.db import make_engine, make_sessionmaker
 from invoice.idempotency import purge_expired
 
 log = logging.getLogger("invoice")
@@ -40,7 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
-        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.settings = settings

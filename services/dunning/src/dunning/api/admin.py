@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from dunning.auth import CurrentPrincipal
 from dunning.clock import clock
-from dunning.db import SessionDep
 
 router = APIRouter(tags=["admin"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError, not_found
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -11,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dunning.auth import CurrentPrincipal
 from dunning.clock import clock
-from dunning.db import SessionDep
 from dunning.handlers import local_today
 from dunning.idempotency import IdempotencyDep
 from dunning.models import CustomerProjection, CustomerStage, InvoiceProjection, Pause, Promise

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-
-from dunning.db import SessionDep
 
 router = APIRouter(tags=["health"])
 

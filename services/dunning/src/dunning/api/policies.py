@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError, ValidationProblem, not_found
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
@@ -13,7 +14,6 @@ from sqlmodel import col, select
 
 from dunning.auth import CurrentPrincipal
 from dunning.clock import clock
-from dunning.db import SessionDep
 from dunning.domain.plan import InvoiceFacts, plan
 from dunning.domain.policy import DEFAULT_POLICY, PolicySpec
 from dunning.idempotency import IdempotencyDep

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.db import SessionDep
 from duewise_service.problems import not_found
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -11,7 +12,6 @@ from sqlmodel import col, select
 
 from dunning.auth import CurrentPrincipal
 from dunning.clock import clock
-from dunning.db import SessionDep
 from dunning.models import CustomerProjection, InvoiceProjection, ScheduledStep
 
 router = APIRouter(tags=["timelines"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, customer_view
 from invoice.auth import CanReadAR, CanWriteCustomers
-from invoice.db import SessionDep
 from invoice.idempotency import IdempotencyDep
 from invoice.models import CustomerCreate, CustomerPublic, CustomerUpdate
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, invoice_views
 from invoice.auth import CanReadAR, CanWriteDisputes, CanWriteInvoices
-from invoice.db import SessionDep
 from invoice.idempotency import IdempotencyDep
 from invoice.models import (
     CreditNoteCreate,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, payment_views
 from invoice.auth import CanReadAR, CanWritePayments
-from invoice.db import SessionDep
 from invoice.idempotency import IdempotencyDep
 from invoice.models import PaymentCreate, PaymentPublic, PaymentReverse
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter
 
 from invoice import service
 from invoice.auth import CanReadAR
-from invoice.db import SessionDep
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from duewise_service.db import SessionDep
 from fastapi import APIRouter
 
 from invoice.auth import CanAdminTokens, CurrentPrincipal, create_token
-from invoice.db import SessionDep
 from invoice.models import TokenCreate, TokenCreated
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from duewise_service.db import make_engine, make_sessionmaker
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from invoice.config import get_settings
-from invoice.db import make_engine, make_sessionmaker
 from invoice.imports.mapping import Kind, Mapping, MappingError, load_mapping
 from invoice.imports.parse import FileError, RowParser, read_csv
 from invoice.imports.runner import BATCH_SIZE, ImportReport, import_rows

@@ -1,11 +1,13 @@
-"""Async engine (asyncpg), session factory and the `SessionDep` every route uses."""
+"""The async engine (asyncpg), session factory and per-request session every service uses."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,15 +17,27 @@ from sqlalchemy.ext.asyncio import (
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An asyncpg engine for `url` (postgresql+asyncpg://…)."""
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
-    )
+    """An asyncpg engine for `url` (postgresql+asyncpg://…), with database spans."""
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (responses are built after it)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@contextlib.asynccontextmanager
+async def worker_sessions(
+    url: str, *, pool_size: int = 2
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions for a background process (relay, consumer, scheduler); disposed on exit."""
+    engine = make_engine(url, pool_size=pool_size)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
