@@ -30,7 +30,8 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.synced
-	$(BIN)/mypy libs/events/src libs/service/src services/invoice/src services/dunning/src tools/devstack/src
+	$(BIN)/mypy libs/events/src libs/service/src services/invoice/src services/dunning/src \
+		services/risk/src services/notify/src tools/devstack/src
 
 catalogue: $(VENV)/.synced  ## regenerate libs/events/asyncapi.yaml from the event classes
 	$(BIN)/duewise-catalogue

@@ -236,7 +236,7 @@ async def test_a_batch_the_database_refuses_is_done_again_row_by_row(
     await _empty_invoices(engine)
     calls: list[int] = []
 
-    async def broken(*, session: AsyncSession, items: Any) -> Any:
+    async def broken(*, session: AsyncSession, items: Any, imported: bool) -> Any:
         calls.append(len(items))
         await session.execute(text("SELECT 1 / 0"))  # a database error mid-batch
 

@@ -12,12 +12,14 @@ module (`duewise-catalogue`), and a test fails when the two differ.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 INVOICE_EVENTS = "invoice.events"
 DUNNING_EVENTS = "dunning.events"
+RISK_EVENTS = "risk.events"
+NOTIFY_EVENTS = "notify.events"
 
 #: Money is an integer count of the currency's minor units (cents, yen, fils), never a float.
 Money = Annotated[int, Field(strict=True, ge=0, description="Amount in minor units")]
@@ -76,6 +78,9 @@ class CustomerCreated(Event):
     locale: str
     payment_terms_days: int
     credit_limit: Money | None = None
+    owner: str | None = Field(
+        default=None, description="user name of the collector who owns the account"
+    )
     tags: list[str] = Field(default_factory=list)
     contacts: list[ContactSnapshot] = Field(default_factory=list)
     invoice_preferences: InvoicePreferencesSnapshot = Field(
@@ -116,6 +121,10 @@ class InvoiceIssued(Event):
     gl_code: str | None = None
     kind: Literal["standard", "fee"] = "standard"
     lines: list[InvoiceLineSnapshot] = Field(default_factory=list)
+    imported: bool = Field(
+        default=False,
+        description="loaded from another system's history by bulk import: not delivered again",
+    )
 
 
 class InvoiceVoided(Event):
@@ -327,6 +336,9 @@ class CreditHoldPlaced(Event):
     overdue_balance: Money
     currency: Currency
     placed_at: dt.datetime
+    notify_customer: bool = Field(
+        default=True, description="whether the customer is sent a credit-hold notice"
+    )
 
 
 class CreditHoldReleased(Event):
@@ -338,6 +350,158 @@ class CreditHoldReleased(Event):
     reason: str
     automatic: bool
     released_at: dt.datetime
+
+
+# --- risk.events --------------------------------------------------------------------------
+
+RiskBand = Literal["low", "medium", "high", "critical"]
+SignalKind = Literal[
+    "growing_balance",
+    "payment_method_switch",
+    "slowing_payment",
+    "broken_promises",
+    "reversed_payment",
+    "credit_limit_exceeded",
+    "partial_payments",
+    "repeated_disputes",
+    "contact_problem",
+    "steady_early_payment",
+]
+
+
+class RiskSignalRaised(Event):
+    TYPE = "risk.signal_raised.v1"
+    TOPIC = RISK_EVENTS
+    SUMMARY = (
+        "A warning sign (or a positive one) began for a customer: raised once per episode, "
+        "with its evidence."
+    )
+
+    signal_id: str = Field(description="unique per episode; the cleared event repeats it")
+    kind: SignalKind
+    positive: bool = Field(default=False, description="a good sign (steady early payment)")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    summary: str = Field(description="one sentence a collector can read")
+    recommendation: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    raised_at: dt.datetime
+
+
+class RiskSignalCleared(Event):
+    TYPE = "risk.signal_cleared.v1"
+    TOPIC = RISK_EVENTS
+    SUMMARY = "The condition behind a raised signal ended."
+
+    signal_id: str
+    kind: SignalKind
+    reason: str
+    cleared_at: dt.datetime
+
+
+class ScoreFactor(_Snapshot):
+    name: str
+    points: int
+    explanation: str = Field(description="one sentence: why these points")
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class RiskScoreChanged(Event):
+    TYPE = "risk.score_changed.v1"
+    TOPIC = RISK_EVENTS
+    SUMMARY = "A customer's risk band changed; the factors add up to the score."
+
+    score: int = Field(ge=0, le=100)
+    band: RiskBand
+    previous_score: int | None = None
+    previous_band: RiskBand | None = None
+    factors: list[ScoreFactor]
+    changed_at: dt.datetime
+
+
+# --- notify.events ------------------------------------------------------------------------
+
+MessageKind = Literal[
+    "invoice", "reminder", "thank_you", "good_standing", "credit_hold", "alert", "manual", "webhook"
+]
+ResponseReason = Literal[
+    "forgot",
+    "not_received",
+    "wrong_contact",
+    "dispute",
+    "cash_flow",
+    "promise",
+    "refuses",
+    "already_paid",
+    "other",
+]
+
+
+class MessageSent(Event):
+    TYPE = "message.sent.v1"
+    TOPIC = NOTIFY_EVENTS
+    SUMMARY = "A message was accepted by its channel (SMTP server, SMS provider, webhook)."
+
+    message_id: str
+    kind: MessageKind
+    channel: Channel
+    cause_type: str = Field(description="the event type or action that caused the message")
+    cause_id: str
+    contact_ids: list[str] = Field(
+        default_factory=list, description="who it went to (ids, never addresses)"
+    )
+    invoice_ids: list[str] = Field(default_factory=list)
+    step_key: str | None = None
+    sent_at: dt.datetime
+
+
+class MessageFailed(Event):
+    TYPE = "message.failed.v1"
+    TOPIC = NOTIFY_EVENTS
+    SUMMARY = (
+        "A message could not be delivered (bounce, refused recipient, template or address "
+        "problem); a contact may now be undeliverable."
+    )
+
+    message_id: str
+    kind: MessageKind
+    channel: Channel
+    reason: str
+    permanent: bool = True
+    contact_id: str | None = None
+    contact_undeliverable: bool = Field(
+        default=False, description="the contact's address for this channel no longer works"
+    )
+    failed_at: dt.datetime
+
+
+class CustomerGoodStanding(Event):
+    TYPE = "customer.good_standing.v1"
+    TOPIC = NOTIFY_EVENTS
+    SUMMARY = (
+        "A customer paid its last invoices on time in a row: other systems can use it for "
+        "priority or pricing."
+    )
+
+    on_time_streak: int
+    reached_on: dt.date
+
+
+class ResponseLogged(Event):
+    TYPE = "response.logged.v1"
+    TOPIC = NOTIFY_EVENTS
+    SUMMARY = (
+        "A customer's response was logged, through a reply link or by a collector, with a "
+        "reason code."
+    )
+
+    response_id: str
+    reason: ResponseReason
+    note: str | None = None
+    source: Literal["reply_link", "collector"]
+    logged_by: str | None = Field(default=None, description="the collector, if one logged it")
+    message_id: str | None = None
+    invoice_ids: list[str] = Field(default_factory=list)
+    logged_at: dt.datetime
 
 
 #: The table of contents: every event class, in the order the catalogue lists them.
@@ -359,6 +523,13 @@ CATALOGUE: tuple[type[Event], ...] = (
     DunningStageChanged,
     CreditHoldPlaced,
     CreditHoldReleased,
+    RiskSignalRaised,
+    RiskSignalCleared,
+    RiskScoreChanged,
+    MessageSent,
+    MessageFailed,
+    CustomerGoodStanding,
+    ResponseLogged,
 )
 
 BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in CATALOGUE}
@@ -366,6 +537,8 @@ BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in CATALOGUE}
 TOPICS: dict[str, str] = {
     INVOICE_EVENTS: "Facts about customers, invoices, payments, credit notes and disputes.",
     DUNNING_EVENTS: "What dunning decided: reminders due, fees, promises, stages and credit holds.",
+    RISK_EVENTS: "Warning signs raised and cleared, and risk score changes, with evidence.",
+    NOTIFY_EVENTS: "Messages sent and failed, customers in good standing, responses logged.",
 }
 
 

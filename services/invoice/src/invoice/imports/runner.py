@@ -354,7 +354,7 @@ class _Importer:
         ]
         issued: list[tuple[ParsedInvoice, Invoice]] = []
         for (p, _), result in zip(
-            todo, await issue_invoices(session=session, items=items), strict=True
+            todo, await issue_invoices(session=session, items=items, imported=True), strict=True
         ):
             if isinstance(result, DomainError):
                 batch.reject(p.row, self.parser.column_for(p.row, result.field), result.detail)
@@ -387,7 +387,7 @@ class _Importer:
                 data = p.data.model_copy(
                     update={"customer_id": customer_id, "customer_external_id": None}
                 )
-                invoice = await issue_invoice(session=session, data=data)
+                invoice = await issue_invoice(session=session, data=data, imported=True)
                 paid = invoice.total - p.balance
                 if paid > 0:
                     await record_payment(

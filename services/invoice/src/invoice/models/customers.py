@@ -76,6 +76,10 @@ class CustomerBase(SQLModel):
     locale: LocaleTag = Field(default="en-US", sa_type=Text)
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     credit_limit: Money | None = Field(default=None, sa_type=BigInteger)
+    # The collector who works the account (a collector UI user name); alerts go to them.
+    owner: str | None = Field(
+        default=None, min_length=1, max_length=100, sa_type=Text, index=True
+    )
 
 
 class CustomerCreate(CustomerBase):
@@ -99,6 +103,7 @@ class CustomerUpdate(SQLModel):
     locale: LocaleTag | None = None
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)
     credit_limit: Money | None = None
+    owner: str | None = Field(default=None, min_length=1, max_length=100)
     tags: list[str] | None = Field(default=None, max_length=50)
     contacts: list[ContactCreate] | None = Field(default=None, max_length=50)
     invoice_preferences: InvoicePreferences | None = None

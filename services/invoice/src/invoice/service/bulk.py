@@ -53,7 +53,7 @@ from invoice.service.payments import (
 
 
 async def issue_invoices(
-    *, session: AsyncSession, items: Sequence[InvoiceCreate]
+    *, session: AsyncSession, items: Sequence[InvoiceCreate], imported: bool = False
 ) -> list[Invoice | DomainError]:
     """Issue each item as `issue_invoice` would; per item, the invoice or why not (in order).
 
@@ -103,7 +103,7 @@ async def issue_invoices(
         its_lines = new_lines(invoice, data, priced)
         invoices.append(invoice)
         lines.extend(its_lines)
-        events.append(issued_event(invoice, its_lines))
+        events.append(issued_event(invoice, its_lines, imported=imported))
         results[i] = invoice
     await _insert(session, Invoice, invoices)
     await _insert(session, InvoiceLine, lines)

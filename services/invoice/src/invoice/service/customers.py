@@ -57,7 +57,7 @@ async def update_customer(
     for name, value in given.items():
         if name == "contacts":
             continue
-        if value is None and name not in {"credit_limit", "external_id"}:
+        if value is None and name not in {"credit_limit", "external_id", "owner"}:
             raise DomainError(422, "Field cannot be null", f"{name}: cannot be set to null", name)
         new: Any = value
         if name == "invoice_preferences" and data.invoice_preferences is not None:
@@ -174,6 +174,7 @@ def _snapshot(customer: Customer, contacts: Sequence[Contact]) -> dict[str, Any]
         "locale": customer.locale,
         "payment_terms_days": customer.payment_terms_days,
         "credit_limit": customer.credit_limit,
+        "owner": customer.owner,
         "tags": list(customer.tags),
         "contacts": [
             ContactSnapshot(

@@ -30,8 +30,14 @@ from invoice.models import (
 from invoice.service.common import lock_customer
 
 
-async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoice:
-    """Issue an invoice to a customer (locked) and stage InvoiceIssued."""
+async def issue_invoice(
+    *, session: AsyncSession, data: InvoiceCreate, imported: bool = False
+) -> Invoice:
+    """Issue an invoice to a customer (locked) and stage InvoiceIssued.
+
+    `imported`: another system's history loaded by bulk import; the event says so, and
+    notify does not deliver such invoices again.
+    """
     customer = await lock_customer(
         session,
         customer_id=data.customer_id,
@@ -45,7 +51,7 @@ async def issue_invoice(*, session: AsyncSession, data: InvoiceCreate) -> Invoic
     await session.flush()
     lines = new_lines(invoice, data, priced)
     session.add_all(lines)
-    await OUTBOX.add(session, issued_event(invoice, lines))
+    await OUTBOX.add(session, issued_event(invoice, lines, imported=imported))
     return invoice
 
 
@@ -132,7 +138,9 @@ def new_lines(invoice: Invoice, data: InvoiceCreate, priced: Priced) -> list[Inv
     ]
 
 
-def issued_event(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceIssued:
+def issued_event(
+    invoice: Invoice, lines: Sequence[InvoiceLine], *, imported: bool = False
+) -> InvoiceIssued:
     """The InvoiceIssued event of a just-issued invoice."""
     return InvoiceIssued(
         customer_id=invoice.customer_id,
@@ -147,6 +155,7 @@ def issued_event(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceIssue
         po_number=invoice.po_number,
         gl_code=invoice.gl_code,
         kind=invoice.kind,
+        imported=imported,
         lines=[
             InvoiceLineSnapshot(
                 description=ln.description,

@@ -1,0 +1,1 @@
+"""duewise notify: the one service that talks to the outside world."""

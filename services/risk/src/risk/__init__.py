@@ -1,0 +1,1 @@
+"""duewise risk: payment-behaviour profiles, warning signs and an explainable score."""
