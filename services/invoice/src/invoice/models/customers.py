@@ -77,9 +77,7 @@ class CustomerBase(SQLModel):
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     credit_limit: Money | None = Field(default=None, sa_type=BigInteger)
     # The collector who works the account (a collector UI user name); alerts go to them.
-    owner: str | None = Field(
-        default=None, min_length=1, max_length=100, sa_type=Text, index=True
-    )
+    owner: str | None = Field(default=None, min_length=1, max_length=100, sa_type=Text, index=True)
 
 
 class CustomerCreate(CustomerBase):
