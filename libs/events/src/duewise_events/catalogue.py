@@ -187,6 +187,10 @@ class PaymentReceived(Event):
     in_transit: bool = Field(
         default=False, description="reported (ACH/SEPA) but not yet settled: hold reminders"
     )
+    imported: bool = Field(
+        default=False,
+        description="loaded from another system's history by bulk import: nobody is thanked",
+    )
 
 
 class PaymentReversed(Event):

@@ -391,7 +391,9 @@ class _Importer:
                 paid = invoice.total - p.balance
                 if paid > 0:
                     await record_payment(
-                        session=session, data=self._opening_payment(invoice, paid, p)
+                        session=session,
+                        data=self._opening_payment(invoice, paid, p),
+                        imported=True,
                     )
 
             if await self._guarded(session, p.row, issue, batch):
@@ -517,7 +519,7 @@ class _Importer:
             )
 
             async def record(data: PaymentCreate = data) -> None:
-                await record_payment(session=session, data=data)
+                await record_payment(session=session, data=data, imported=True)
 
             if await self._guarded(session, p.row, record, batch):
                 batch.created += 1

@@ -176,7 +176,8 @@ async def record_opening_payments(
             )
             snapshots.append(allocation_snapshot(invoice, amount))
         payments.append(payment)
-        events.append(received_event(payment, data, snapshots))
+        # Opening balances from another system: history, not news (notify thanks nobody).
+        events.append(received_event(payment, data, snapshots, imported=True))
         results.append(payment)
     await _insert(session, Payment, payments)
     await _insert(session, Allocation, allocations)

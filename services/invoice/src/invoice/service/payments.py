@@ -25,8 +25,13 @@ from invoice.service.common import Page, check_limit, decode_cursor, lock_custom
 PAYABLE = ("open", "partially_paid", "disputed")
 
 
-async def record_payment(*, session: AsyncSession, data: PaymentCreate) -> Payment:
-    """Record a payment, allocate it (as given, or oldest due first) and stage PaymentReceived."""
+async def record_payment(
+    *, session: AsyncSession, data: PaymentCreate, imported: bool = False
+) -> Payment:
+    """Record a payment, allocate it (as given, or oldest due first) and stage PaymentReceived.
+
+    `imported`: another system's history loaded by bulk import (the event says so).
+    """
     customer = await lock_customer(
         session,
         customer_id=data.customer_id,
@@ -61,7 +66,7 @@ async def record_payment(*, session: AsyncSession, data: PaymentCreate) -> Payme
         )
         snapshots.append(allocation_snapshot(invoice, amount))
     session.add_all(allocations)
-    await OUTBOX.add(session, received_event(payment, data, snapshots))
+    await OUTBOX.add(session, received_event(payment, data, snapshots, imported=imported))
     return payment
 
 
@@ -300,7 +305,11 @@ def new_payment(
 
 
 def received_event(
-    payment: Payment, data: PaymentCreate, snapshots: list[AllocationSnapshot]
+    payment: Payment,
+    data: PaymentCreate,
+    snapshots: list[AllocationSnapshot],
+    *,
+    imported: bool = False,
 ) -> PaymentReceived:
     return PaymentReceived(
         customer_id=payment.customer_id,
@@ -313,4 +322,5 @@ def received_event(
         allocations=snapshots,
         unallocated=payment.unallocated,
         in_transit=payment.in_transit,
+        imported=imported,
     )
