@@ -3,7 +3,6 @@ table emptied between tests; the settable clock frozen per test instead of sleep
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -74,8 +73,3 @@ async def dclient(dunning_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         headers={"Authorization": f"Bearer {DUNNING_ADMIN_TOKEN}"},
     ) as c:
         yield c
-
-
-def at(text_: str) -> dt.datetime:
-    """An aware UTC instant from 'YYYY-MM-DD HH:MM'."""
-    return dt.datetime.fromisoformat(text_).replace(tzinfo=dt.UTC)

@@ -24,6 +24,11 @@ from sqlmodel import col, select
 _seq = itertools.count(1)
 
 
+def at(text_: str) -> dt.datetime:
+    """An aware UTC instant from 'YYYY-MM-DD HH:MM'."""
+    return dt.datetime.fromisoformat(text_).replace(tzinfo=dt.UTC)
+
+
 def customer(
     cid: str | None = None, *, tz: str = "Europe/Berlin", country: str = "DE"
 ) -> CustomerCreated:

@@ -9,11 +9,9 @@ import httpx
 from dunning.clock import clock
 from dunning.lastlook import InvoiceApiLastLook
 from dunning.scheduler import Scheduler
-from dunning_kit import FakeLastLook, customer, feed, invoice, outbox, payment, steps
+from dunning_kit import FakeLastLook, at, customer, feed, invoice, outbox, payment, steps
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from conftest import at
 
 POLICY: dict[str, Any] = {
     "name": "Gentle",

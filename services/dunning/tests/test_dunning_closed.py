@@ -10,10 +10,8 @@ import pytest
 from duewise_events.catalogue import Event, InvoiceIssued, InvoiceVoided, InvoiceWrittenOff
 from dunning.clock import clock
 from dunning.scheduler import Scheduler
-from dunning_kit import FakeLastLook, customer, feed, invoice, outbox, steps
+from dunning_kit import FakeLastLook, at, customer, feed, invoice, outbox, steps
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from conftest import at
 
 
 def voided(inv: InvoiceIssued) -> Event:

@@ -17,10 +17,8 @@ from duewise_events.envelope import Envelope
 from dunning.clock import clock
 from dunning.handlers import HANDLERS
 from dunning.models import INBOX_TABLE
-from dunning_kit import customer, invoice, payment, steps
+from dunning_kit import at, customer, invoice, payment, steps
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from conftest import at
 
 
 async def _start_at_end(bootstrap: str, group: str) -> None:

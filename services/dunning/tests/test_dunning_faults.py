@@ -15,11 +15,9 @@ import pytest
 from dunning.clock import clock
 from dunning.models import ScheduledStep
 from dunning.scheduler import Scheduler
-from dunning_kit import FakeLastLook, customer, feed, invoice, outbox, steps
+from dunning_kit import FakeLastLook, at, customer, feed, invoice, outbox, steps
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
-
-from conftest import at
 
 LEASE_S = 30
 

@@ -15,15 +15,13 @@ from duewise_events.catalogue import BY_TYPE
 from dunning.clock import clock
 from dunning.lastlook import InvoiceApiLastLook
 from dunning.scheduler import Scheduler
-from dunning_kit import feed, outbox, steps
+from dunning_kit import at, feed, outbox, steps
 from fastapi import FastAPI
 from invoice.config import Settings as InvoiceSettings
 from invoice.main import create_app as create_invoice_app
 from invoice.migrations import upgrade as upgrade_invoice
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from conftest import at
 
 INVOICE_TOKEN = "test-invoice-admin-" + secrets.token_hex(16)
 

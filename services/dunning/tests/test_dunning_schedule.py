@@ -8,10 +8,8 @@ import datetime as dt
 
 from dunning.clock import clock
 from dunning.scheduler import Scheduler
-from dunning_kit import FakeLastLook, customer, dispute, feed, invoice, outbox, payment, steps
+from dunning_kit import FakeLastLook, at, customer, dispute, feed, invoice, outbox, payment, steps
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from conftest import at
 
 
 def scheduler(

@@ -1,71 +1,38 @@
-"""Bearer tokens (the same scheme as the invoice service): `CurrentPrincipal`."""
+"""Who may do what in the dunning service: its scopes, roles and the route dependencies.
+
+The mechanics (bearer tokens, cache, Idempotency-Key) are duewise_service's; this module
+configures them with the dunning service's tables and scopes.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Annotated
 
-from duewise_service.db import SessionDep
-from duewise_service.problems import DomainError
-from fastapi import Depends, Request
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from duewise_service.auth import Principal, TokenAuth
+from duewise_service.idempotency import Idempotency, IdempotencyKeys
+from fastapi import Depends
 
-from dunning.models import ApiToken
+from dunning.models import API_TOKEN_TABLE, IDEMPOTENCY_TABLE
 
-ADMIN_ENV_TOKEN_ID = "tok_env_admin"
+SCOPES: dict[str, str] = {
+    "policies:write": "create, change and delete policies and assign them to customers",
+    "customers:act": "act on a customer: promises to pay, pauses, credit holds",
+    "ar:read": "read policies, stages, timelines and dry-run previews",
+    "clock:admin": "move the settable clock (never in production)",
+}
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset(SCOPES),
+    # Other systems and the collector UI, acting for collectors.
+    "service": frozenset({"customers:act", "ar:read"}),
+    "collector": frozenset({"customers:act", "ar:read"}),
+}
 
+AUTH = TokenAuth(API_TOKEN_TABLE, scopes=SCOPES, role_scopes=ROLE_SCOPES)
+IDEMPOTENCY_KEYS = IdempotencyKeys(IDEMPOTENCY_TABLE, AUTH.current_principal)
 
-def hash_token(token: str) -> str:
-    """SHA-256 hex of a 256-bit random token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    token_id: str
-    name: str
-    role: str
-
-
-def _unauthorized(detail: str) -> DomainError:
-    return DomainError(
-        401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="duewise"'}
-    )
-
-
-async def current_principal(request: Request, session: SessionDep) -> Principal:
-    """The caller, from `Authorization: Bearer <token>`; 401 otherwise."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("send Authorization: Bearer <token>")
-    async with session.begin():
-        row = await session.scalar(
-            select(ApiToken).where(
-                col(ApiToken.token_hash) == hash_token(token.strip()),
-                col(ApiToken.revoked_at).is_(None),
-            )
-        )
-    if row is None:
-        raise _unauthorized("the bearer token is not valid")
-    return Principal(token_id=row.id, name=row.name, role=row.role)
-
-
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
-async def upsert_admin_token(session: AsyncSession, token: str) -> None:
-    """Store `token` (hashed) as the environment's admin token."""
-    stmt = insert(ApiToken).values(
-        id=ADMIN_ENV_TOKEN_ID,
-        name="DUEWISE_ADMIN_TOKEN",
-        role="admin",
-        token_hash=hash_token(token),
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[col(ApiToken.id)],
-        set_={"token_hash": stmt.excluded.token_hash, "revoked_at": None},
-    )
-    await session.execute(stmt)
+CurrentPrincipal = Annotated[Principal, Depends(AUTH.current_principal)]
+CanWritePolicies = Annotated[Principal, Depends(AUTH.require("policies:write"))]
+CanActOnCustomers = Annotated[Principal, Depends(AUTH.require("customers:act"))]
+CanReadAR = Annotated[Principal, Depends(AUTH.require("ar:read"))]
+CanAdminClock = Annotated[Principal, Depends(AUTH.require("clock:admin"))]
+IdempotencyDep = Annotated[Idempotency, Depends(IDEMPOTENCY_KEYS.dependency)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.tracing import install_tracer_provider
@@ -13,7 +16,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from dunning.api import health, v1
-from dunning.auth import upsert_admin_token
+from dunning.auth import AUTH, IDEMPOTENCY_KEYS
 from dunning.clock import clock
 from dunning.config import Settings, get_settings
 
@@ -24,6 +27,15 @@ def init_clock(settings: Settings) -> None:
         if settings.production:
             raise RuntimeError("DUNNING_CLOCK is refused when DUEWISE_ENV=production")
         clock.set(dt.datetime.fromisoformat(settings.clock))
+
+
+async def _purge_loop(app: FastAPI) -> None:
+    """Drop Idempotency-Key records older than a day, hourly."""
+    while True:
+        with contextlib.suppress(Exception):
+            async with app.state.sessionmaker() as session, session.begin():
+                await IDEMPOTENCY_KEYS.purge_expired(session)
+        await asyncio.sleep(3600)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,17 +49,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.settings = settings
+        app.state.token_cache = TokenCache()
         init_clock(settings)
         async with app.state.sessionmaker() as session, session.begin():
             if settings.admin_token is not None:
-                await upsert_admin_token(session, settings.admin_token.get_secret_value())
+                await AUTH.upsert_admin_token(session, settings.admin_token.get_secret_value())
             if settings.clock:
                 await clock.store(session)
             elif not settings.production:
                 await clock.load(session)
+        purger = asyncio.create_task(_purge_loop(app))
         try:
             yield
         finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
             await engine.dispose()
 
     app = FastAPI(

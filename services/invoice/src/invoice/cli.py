@@ -36,7 +36,7 @@ def api() -> None:
 
     settings = get_settings()
     if settings.admin_token is None:
-        from invoice.auth import generate_token
+        from duewise_service.auth import generate_token
 
         token = generate_token()
         os.environ["DUEWISE_ADMIN_TOKEN"] = token

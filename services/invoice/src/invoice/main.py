@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.tracing import install_tracer_provider
@@ -15,9 +16,8 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from invoice.api import health, v1
-from invoice.auth import TokenCache, upsert_admin_token
+from invoice.auth import AUTH, IDEMPOTENCY_KEYS
 from invoice.config import Settings, get_settings
-from invoice.idempotency import purge_expired
 
 log = logging.getLogger("invoice")
 SERVICE_NAME = "duewise-invoice"
@@ -27,7 +27,7 @@ async def _purge_loop(app: FastAPI) -> None:
     while True:
         with contextlib.suppress(Exception):
             async with app.state.sessionmaker() as session, session.begin():
-                await purge_expired(session)
+                await IDEMPOTENCY_KEYS.purge_expired(session)
         await asyncio.sleep(3600)
 
 
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.token_cache = TokenCache(ttl_s=settings.token_cache_ttl_s)
         if settings.admin_token is not None:
             async with app.state.sessionmaker() as session, session.begin():
-                await upsert_admin_token(session, settings.admin_token.get_secret_value())
+                await AUTH.upsert_admin_token(session, settings.admin_token.get_secret_value())
         purger = asyncio.create_task(_purge_loop(app))
         try:
             yield

@@ -10,10 +10,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dunning.auth import CurrentPrincipal
+from dunning.auth import CanActOnCustomers, CanReadAR, CanWritePolicies, IdempotencyDep
 from dunning.clock import clock
 from dunning.handlers import local_today
-from dunning.idempotency import IdempotencyDep
 from dunning.models import CustomerProjection, CustomerStage, InvoiceProjection, Pause, Promise
 from dunning.service import holds
 from dunning.service.policies import assign_policy
@@ -29,7 +28,7 @@ class AssignIn(BaseModel):
 
 @router.put("/customers/{customer_id}/policy")
 async def put_policy(
-    customer_id: str, data: AssignIn, session: SessionDep, who: CurrentPrincipal
+    customer_id: str, data: AssignIn, session: SessionDep, who: CanWritePolicies
 ) -> dict[str, str | None]:
     """Override the segment rules for one customer (null removes the override)."""
     async with session.begin():
@@ -65,7 +64,7 @@ async def _customer(session: SessionDep, customer_id: str) -> CustomerProjection
 
 
 @router.get("/customers/{customer_id}/stage", response_model=StageOut)
-async def get_stage(customer_id: str, session: SessionDep, _: CurrentPrincipal) -> StageOut:
+async def get_stage(customer_id: str, session: SessionDep, _: CanReadAR) -> StageOut:
     async with session.begin():
         await _customer(session, customer_id)
         row = await session.get(CustomerStage, customer_id) or CustomerStage(
@@ -76,7 +75,11 @@ async def get_stage(customer_id: str, session: SessionDep, _: CurrentPrincipal) 
 
 @router.post("/customers/{customer_id}/credit-hold", response_model=StageOut)
 async def place_hold(
-    customer_id: str, data: ReasonIn, session: SessionDep, idem: IdempotencyDep, _: CurrentPrincipal
+    customer_id: str,
+    data: ReasonIn,
+    session: SessionDep,
+    idem: IdempotencyDep,
+    _: CanActOnCustomers,
 ) -> JSONResponse:
     async def write() -> StageOut:
         customer = await _customer(session, customer_id)
@@ -97,7 +100,11 @@ async def place_hold(
 
 @router.post("/customers/{customer_id}/credit-hold/release", response_model=StageOut)
 async def release_hold(
-    customer_id: str, data: ReasonIn, session: SessionDep, idem: IdempotencyDep, _: CurrentPrincipal
+    customer_id: str,
+    data: ReasonIn,
+    session: SessionDep,
+    idem: IdempotencyDep,
+    _: CanActOnCustomers,
 ) -> JSONResponse:
     async def write() -> StageOut:
         await _customer(session, customer_id)
@@ -131,7 +138,7 @@ class PromiseOut(BaseModel):
 
 @router.post("/promises", status_code=201, response_model=PromiseOut)
 async def create_promise(
-    data: PromiseIn, session: SessionDep, idem: IdempotencyDep, who: CurrentPrincipal
+    data: PromiseIn, session: SessionDep, idem: IdempotencyDep, who: CanActOnCustomers
 ) -> JSONResponse:
     """Record a promise to pay: its invoices pause until the promised date."""
 
@@ -205,7 +212,7 @@ class PauseOut(BaseModel):
 
 @router.post("/pauses", status_code=201, response_model=PauseOut)
 async def create_pause(
-    data: PauseIn, session: SessionDep, idem: IdempotencyDep, who: CurrentPrincipal
+    data: PauseIn, session: SessionDep, idem: IdempotencyDep, who: CanActOnCustomers
 ) -> JSONResponse:
     """A manual stop for a customer or an invoice, with a reason and an optional resume date."""
 
@@ -224,7 +231,7 @@ async def create_pause(
 
 
 @router.delete("/pauses/{pause_id}", status_code=204)
-async def lift_pause(pause_id: str, session: SessionDep, _: CurrentPrincipal) -> Response:
+async def lift_pause(pause_id: str, session: SessionDep, _: CanActOnCustomers) -> Response:
     """Lift a pause now; the paused invoices' steps are recomputed."""
     async with session.begin():
         pause = await session.get(Pause, pause_id, with_for_update=True)

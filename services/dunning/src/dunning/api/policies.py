@@ -12,11 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
-from dunning.auth import CurrentPrincipal
+from dunning.auth import CanReadAR, CanWritePolicies, IdempotencyDep
 from dunning.clock import clock
 from dunning.domain.plan import InvoiceFacts, plan
 from dunning.domain.policy import DEFAULT_POLICY, PolicySpec
-from dunning.idempotency import IdempotencyDep
 from dunning.models import Policy
 from dunning.service import policies as svc
 from dunning.service.policies import PolicyIn, PolicyOut
@@ -31,7 +30,7 @@ class Page(BaseModel):
 
 @router.post("/policies", status_code=201, response_model=PolicyOut)
 async def create_policy(
-    data: PolicyIn, session: SessionDep, idem: IdempotencyDep, who: CurrentPrincipal
+    data: PolicyIn, session: SessionDep, idem: IdempotencyDep, who: CanWritePolicies
 ) -> JSONResponse:
     """Create a policy; a bad spec is a 422 naming the field, and nothing is stored."""
 
@@ -46,7 +45,7 @@ async def create_policy(
 @router.get("/policies", response_model=Page)
 async def list_policies(
     session: SessionDep,
-    _: CurrentPrincipal,
+    _: CanReadAR,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Page:
@@ -60,7 +59,7 @@ async def list_policies(
 
 
 @router.get("/policies/{policy_id}", response_model=PolicyOut)
-async def get_policy(policy_id: str, session: SessionDep, _: CurrentPrincipal) -> PolicyOut:
+async def get_policy(policy_id: str, session: SessionDep, _: CanReadAR) -> PolicyOut:
     async with session.begin():
         row = await svc.get_policy(session, policy_id)
         return PolicyOut.model_validate(row, from_attributes=True)
@@ -68,7 +67,7 @@ async def get_policy(policy_id: str, session: SessionDep, _: CurrentPrincipal) -
 
 @router.put("/policies/{policy_id}", response_model=PolicyOut)
 async def update_policy(
-    policy_id: str, data: PolicyIn, session: SessionDep, idem: IdempotencyDep, who: CurrentPrincipal
+    policy_id: str, data: PolicyIn, session: SessionDep, idem: IdempotencyDep, who: CanWritePolicies
 ) -> JSONResponse:
     """Replace a policy (version + 1); applies to future steps only."""
 
@@ -83,7 +82,7 @@ async def update_policy(
 
 
 @router.delete("/policies/{policy_id}", status_code=204)
-async def delete_policy(policy_id: str, session: SessionDep, who: CurrentPrincipal) -> Response:
+async def delete_policy(policy_id: str, session: SessionDep, who: CanWritePolicies) -> Response:
     async with session.begin():
         await svc.delete_policy(
             session=session, policy_id=policy_id, actor=who.name, now=clock.now()
@@ -143,7 +142,7 @@ class PreviewOut(BaseModel):
 
 
 @router.post("/policies/preview", response_model=PreviewOut)
-async def preview(data: PreviewIn, session: SessionDep, _: CurrentPrincipal) -> PreviewOut:
+async def preview(data: PreviewIn, session: SessionDep, _: CanReadAR) -> PreviewOut:
     """Every step of a policy (given, stored, or the default) for the invoice facts; no state."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from dunning.auth import CurrentPrincipal
+from dunning.auth import CanReadAR
 from dunning.clock import clock
 from dunning.models import CustomerProjection, InvoiceProjection, ScheduledStep
 
@@ -53,7 +53,7 @@ def _timeline(rows: list[ScheduledStep]) -> Timeline:
 
 
 @router.get("/invoices/{invoice_id}/timeline", response_model=Timeline)
-async def invoice_timeline(invoice_id: str, session: SessionDep, _: CurrentPrincipal) -> Timeline:
+async def invoice_timeline(invoice_id: str, session: SessionDep, _: CanReadAR) -> Timeline:
     async with session.begin():
         if await session.get(InvoiceProjection, invoice_id) is None:
             raise not_found("invoice", invoice_id)
@@ -68,7 +68,7 @@ async def invoice_timeline(invoice_id: str, session: SessionDep, _: CurrentPrinc
 
 
 @router.get("/customers/{customer_id}/timeline", response_model=Timeline)
-async def customer_timeline(customer_id: str, session: SessionDep, _: CurrentPrincipal) -> Timeline:
+async def customer_timeline(customer_id: str, session: SessionDep, _: CanReadAR) -> Timeline:
     async with session.begin():
         if await session.get(CustomerProjection, customer_id) is None:
             raise not_found("customer", customer_id)

@@ -6,15 +6,15 @@ from duewise_events.outbox import Outbox
 from duewise_events.tables import inbox_table, outbox_table
 
 from dunning.models.tables import (
+    API_TOKEN_TABLE,
+    IDEMPOTENCY_TABLE,
     STEP_STATUSES,
-    ApiToken,
     AuditLog,
     ClockSetting,
     CustomerProjection,
     CustomerStage,
     DunningModel,
     HeldEvent,
-    IdempotencyRecord,
     InvoiceProjection,
     Notice,
     Pause,
@@ -36,19 +36,19 @@ OUTBOX = Outbox(OUTBOX_TABLE, source="duewise/dunning")
 RELAY_LOCK_KEY = 0x0D0E_2001
 
 __all__ = [
+    "API_TOKEN_TABLE",
+    "IDEMPOTENCY_TABLE",
     "INBOX_TABLE",
     "OUTBOX",
     "OUTBOX_TABLE",
     "RELAY_LOCK_KEY",
     "STEP_STATUSES",
-    "ApiToken",
     "AuditLog",
     "ClockSetting",
     "CustomerProjection",
     "CustomerStage",
     "DunningModel",
     "HeldEvent",
-    "IdempotencyRecord",
     "InvoiceProjection",
     "Notice",
     "Pause",

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+from duewise_service.auth import api_token_table
+from duewise_service.idempotency import idempotency_table
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -14,7 +16,6 @@ from sqlalchemy import (
     Float,
     Identity,
     Index,
-    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     func,
@@ -73,31 +74,10 @@ def _money(default: int | None = 0) -> Any:
 # --- bookkeeping ------------------------------------------------------------------------
 
 
-class ApiToken(DunningModel, table=True):
-    """A bearer token, stored only as the SHA-256 of its plaintext."""
-
-    __tablename__ = "api_token"
-
-    id: str = Field(default_factory=lambda: new_id("tok"), primary_key=True)
-    name: str
-    role: str = Field(sa_type=Text)
-    token_hash: str = Field(unique=True)
-    created_at: dt.datetime = _ts()
-    revoked_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-class IdempotencyRecord(DunningModel, table=True):
-    """The first response to a write made with an `Idempotency-Key`, per principal."""
-
-    __tablename__ = "idempotency_record"
-    __table_args__ = (PrimaryKeyConstraint("principal", "key"),)
-
-    principal: str
-    key: str = Field(max_length=255)
-    request_hash: str
-    status_code: int | None = None
-    response_body: Any = Field(default=None, sa_column=Column(JSONB))
-    created_at: dt.datetime = _ts(index=True)
+#: Bearer tokens (SHA-256 of the plaintext) and Idempotency-Key records: duewise_service's
+#: tables on this service's metadata.
+API_TOKEN_TABLE = api_token_table(DunningModel.metadata)
+IDEMPOTENCY_TABLE = idempotency_table(DunningModel.metadata)
 
 
 class ClockSetting(DunningModel, table=True):

@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, customer_view
-from invoice.auth import CanReadAR, CanWriteCustomers
-from invoice.idempotency import IdempotencyDep
+from invoice.auth import CanReadAR, CanWriteCustomers, IdempotencyDep
 from invoice.models import CustomerCreate, CustomerPublic, CustomerUpdate
 
 router = APIRouter(prefix="/customers", tags=["customers"])

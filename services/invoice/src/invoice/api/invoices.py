@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, invoice_views
-from invoice.auth import CanReadAR, CanWriteDisputes, CanWriteInvoices
-from invoice.idempotency import IdempotencyDep
+from invoice.auth import CanReadAR, CanWriteDisputes, CanWriteInvoices, IdempotencyDep
 from invoice.models import (
     CreditNoteCreate,
     CreditNotePublic,

@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 
 from invoice import service
 from invoice.api.views import PageOut, payment_views
-from invoice.auth import CanReadAR, CanWritePayments
-from invoice.idempotency import IdempotencyDep
+from invoice.auth import CanReadAR, CanWritePayments, IdempotencyDep
 from invoice.models import PaymentCreate, PaymentPublic, PaymentReverse
 
 router = APIRouter(prefix="/payments", tags=["payments"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from duewise_service.db import SessionDep
 from fastapi import APIRouter
 
-from invoice.auth import CanAdminTokens, CurrentPrincipal, create_token
+from invoice.auth import AUTH, CanAdminTokens, CurrentPrincipal
 from invoice.models import TokenCreate, TokenCreated
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -15,12 +17,10 @@ router = APIRouter(prefix="/tokens", tags=["tokens"])
 async def new_token(data: TokenCreate, session: SessionDep, _: CanAdminTokens) -> TokenCreated:
     """Create a token for a role; copy `token` now, it is stored only as a hash."""
     async with session.begin():
-        row, plaintext = await create_token(
-            session=session, name=data.name, role=data.role, scopes=data.scopes
+        row, plaintext = await AUTH.create_token(
+            session, name=data.name, role=data.role, scopes=data.scopes
         )
-    return TokenCreated.model_validate(
-        {**row.model_dump(), "scopes": row.scopes, "token": plaintext}
-    )
+    return TokenCreated.model_validate({**dataclasses.asdict(row), "token": plaintext})
 
 
 @router.get("/me")

@@ -7,8 +7,8 @@ from duewise_events.tables import inbox_table, outbox_table
 from sqlmodel import SQLModel
 
 from invoice.models.auth import (
-    ApiToken,
-    IdempotencyRecord,
+    API_TOKEN_TABLE,
+    IDEMPOTENCY_TABLE,
     Role,
     TokenCreate,
     TokenCreated,
@@ -63,6 +63,8 @@ OUTBOX = Outbox(OUTBOX_TABLE, source="duewise/invoice")
 RELAY_LOCK_KEY = 0x0D0E_1001
 
 __all__ = [
+    "API_TOKEN_TABLE",
+    "IDEMPOTENCY_TABLE",
     "INBOX_TABLE",
     "OPEN_STATUSES",
     "OUTBOX",
@@ -71,7 +73,6 @@ __all__ = [
     "Allocation",
     "AllocationCreate",
     "AllocationPublic",
-    "ApiToken",
     "Contact",
     "ContactCreate",
     "ContactPublic",
@@ -86,7 +87,6 @@ __all__ = [
     "DisputeCreate",
     "DisputePublic",
     "DisputeResolve",
-    "IdempotencyRecord",
     "Invoice",
     "InvoiceCreate",
     "InvoiceLine",
