@@ -79,6 +79,10 @@ _LEFT, _RIGHT, _BOTTOM = 15.0, 195.0, 270.0
 _COLS = (82.0, 24.0, 16.0, 29.0, 29.0)
 
 
+#: Latin letters with a stroke have no Unicode decomposition to strip.
+_NO_DECOMPOSITION = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "\u0131": "i"}
+
+
 @lru_cache(maxsize=4096)
 def _char(c: str) -> str:
     try:
@@ -88,6 +92,8 @@ def _char(c: str) -> str:
         pass
     if c in "\u202f\u2007\u2009\u200a":  # narrow / figure / thin spaces in French numbers
         return "\xa0"
+    if c in _NO_DECOMPOSITION:
+        return _NO_DECOMPOSITION[c]
     base = "".join(ch for ch in unicodedata.normalize("NFKD", c) if not unicodedata.combining(ch))
     try:
         base.encode(ENCODING)

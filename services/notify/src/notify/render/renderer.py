@@ -92,6 +92,11 @@ def _paragraphs(text: str) -> Markup:
     )
 
 
+def _one_line(text: str) -> str:
+    """Collapse line breaks and runs of spaces (not the no-break spaces of numbers)."""
+    return re.sub(r"[ \t\r\n\f\v\x85\u2028\u2029]+", " ", text).strip()
+
+
 def _tidy_text(text: str) -> str:
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
@@ -131,13 +136,13 @@ class Renderer:
         variables = self._variables(ctx)
         if ctx.channel == "sms":
             text = self._render(env, f"{name}.sms.j2", locale_dir, variables)
-            return Rendered(subject="", text=" ".join(text.split()), html=None)
-        subject = self._render(env, f"{name}.subject.j2", locale_dir, variables)
+            return Rendered(subject="", text=_one_line(text), html=None)
+        subject = self._render(env, self._part(locale_dir, name, "subject"), locale_dir, variables)
         text = self._render(env, f"{name}.txt.j2", locale_dir, variables)
         html: str | None = None
         if self._exists(locale_dir, f"{name}.html.j2"):
             html = self._render(env, f"{name}.html.j2", locale_dir, variables)
-        return Rendered(subject=" ".join(subject.split()), text=_tidy_text(text), html=html)
+        return Rendered(subject=_one_line(subject), text=_tidy_text(text), html=html)
 
     def payment_url(self, ctx: MessageContext, invoice: InvoiceView | None = None) -> str:
         """The payment link for the customer (and an invoice) from the configured template."""
@@ -184,11 +189,23 @@ class Renderer:
         return [self._override, PACKAGED_DIR] if self._override is not None else [PACKAGED_DIR]
 
     def _exists(self, locale_dir: str, filename: str) -> bool:
+        """Whether a message part exists in this locale's language (de-CH → de, never en).
+
+        Parts of one message never mix languages; partials and the layout may fall back.
+        """
+        language = locale_dir.split("-")[0]
         return any(
             (root / loc / filename).is_file()
             for loc in locale_chain(locale_dir)
+            if loc.split("-")[0] == language
             for root in self._roots()
         )
+
+    def _part(self, locale_dir: str, name: str, part: str) -> str:
+        filename = f"{name}.{part}.j2"
+        if not self._exists(locale_dir, filename):
+            raise TemplateError(f"{locale_dir}/{filename}", "not found")
+        return filename
 
     def _resolve(self, ctx: MessageContext) -> tuple[str, str]:
         """The most specific locale folder holding this message's main part, and its name."""
