@@ -178,3 +178,32 @@ async def test_patch_customer_replaces_contacts(
     r = await client.patch(f"/v1/customers/{c['id']}", json={"currency": "USD"})
     assert r.status_code == 409
     assert "currency" in r.text
+
+
+async def test_owner_round_trips_and_is_in_the_events(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    c = await new_customer(client, owner="collector-anna")
+    assert c["owner"] == "collector-anna"
+    assert (await client.get(f"/v1/customers/{c['id']}")).json()["owner"] == "collector-anna"
+    [created] = await outbox_rows(engine, "customer.created.v1")
+    assert created["payload"]["owner"] == "collector-anna"
+
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"owner": "collector-ben"})
+    assert r.status_code == 200, r.text
+    assert r.json()["owner"] == "collector-ben"
+    assert (await client.get(f"/v1/customers/{c['id']}")).json()["owner"] == "collector-ben"
+    [updated] = await outbox_rows(engine, "customer.updated.v1")
+    assert (updated["payload"]["owner"], updated["payload"]["changed"]) == (
+        "collector-ben",
+        ["owner"],
+    )
+
+    # null unassigns; an empty owner is refused.
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"owner": None})
+    assert (r.status_code, r.json()["owner"]) == (200, None)
+    assert (await outbox_rows(engine, "customer.updated.v1"))[-1]["payload"]["owner"] is None
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"owner": ""})
+    assert r.status_code == 422
+    assert "owner" in r.text
+    assert (await new_customer(client))["owner"] is None

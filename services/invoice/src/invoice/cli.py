@@ -80,12 +80,12 @@ def relay() -> None:
 
 @app.command()
 def consumer() -> None:
-    """Consume dunning.events (fee assessments become fee invoices) until SIGTERM/SIGINT."""
-    from duewise_events.catalogue import DUNNING_EVENTS
+    """Consume dunning.events (fees become fee invoices) and notify.events (bounces mark
+    contacts undeliverable) until SIGTERM/SIGINT."""
     from duewise_events.consumer import EventConsumer
     from duewise_service.db import worker_sessions
 
-    from invoice.handlers import HANDLERS
+    from invoice.handlers import HANDLERS, TOPICS
     from invoice.main import SERVICE_NAME
     from invoice.models import INBOX_TABLE
 
@@ -94,11 +94,11 @@ def consumer() -> None:
 
     async def main(stop: asyncio.Event) -> None:
         bootstrap = settings.kafka_bootstrap_servers
-        typer.echo(f"invoice consumer: reading {DUNNING_EVENTS} from {bootstrap}")
+        typer.echo(f"invoice consumer: reading {', '.join(TOPICS)} from {bootstrap}")
         async with worker_sessions(settings.sqlalchemy_url) as sessions:
             await EventConsumer(
                 name="invoice",
-                topics=[DUNNING_EVENTS],
+                topics=TOPICS,
                 handlers=HANDLERS,
                 session_factory=sessions,
                 inbox=INBOX_TABLE,

@@ -1,8 +1,11 @@
 """What the invoice service does with other services' events (run by `invoice consumer`).
 
-Today one thing: dunning's `fee.assessed.v1` becomes a fee invoice, so every balance a
-customer owes lives in one place. Each handler runs inside the consumer's transaction, next
-to the inbox row, so its effect (and the events it stages in the outbox) commit exactly once.
+Two things: dunning's `fee.assessed.v1` becomes a fee invoice, so every balance a customer
+owes lives in one place; notify's `message.failed.v1` saying a contact's address no longer
+works marks that contact undeliverable (and `customer.updated.v1` tells everyone).
+
+Each handler runs inside the consumer's transaction, next to the inbox row, so its effect
+(and the events it stages in the outbox) commit exactly once.
 
 Fee invoices:
 
@@ -18,6 +21,15 @@ Fee invoices:
   know, or for another customer's invoice raises `FeeRejected`: the consumer retries the
   record, then parks it on `dunning.events.dlt` with the reason in its headers.
 - A zero amount issues nothing (an invoice for nothing would be born paid).
+
+Bounces:
+
+- Only a failure with `contact_undeliverable` and a `contact_id` changes anything; the
+  contact must be one of the event's customer's contacts (contacts are replaced when a
+  customer is updated with new ones, so an old id is simply gone: logged, nothing to do).
+- Under the customer's row lock the contact is flagged if it is not already, and
+  `customer.updated.v1` (changed: contacts) is staged; a redelivery, or a second bounce for
+  the same contact, changes nothing and emits nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 
-from duewise_events.catalogue import Event, FeeAssessed
+from duewise_events.catalogue import Event, FeeAssessed, MessageFailed
 from duewise_events.consumer import Handler
 from duewise_events.envelope import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +46,7 @@ from sqlmodel import col, select
 
 from invoice.models import Invoice, InvoiceCreate, InvoiceLineCreate
 from invoice.service.common import lock_customer
+from invoice.service.customers import mark_contact_undeliverable
 from invoice.service.invoices import issue_invoice
 
 log = logging.getLogger("invoice.handlers")
@@ -122,5 +135,36 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+async def on_message_failed(session: AsyncSession, event: Event, envelope: Envelope) -> None:
+    """Mark the contact undeliverable when a `message.failed.v1` says its address is dead."""
+    assert isinstance(event, MessageFailed)
+    if not event.contact_undeliverable or event.contact_id is None:
+        return
+    changed = await mark_contact_undeliverable(
+        session=session, customer_id=event.customer_id, contact_id=event.contact_id
+    )
+    if changed is None:
+        log.info(
+            "message %s: contact %s of customer %s is unknown or already undeliverable (event %s)",
+            event.message_id,
+            event.contact_id,
+            event.customer_id,
+            envelope.id,
+        )
+    else:
+        log.info(
+            "contact %s of customer %s marked undeliverable (%s: %s)",
+            event.contact_id,
+            event.customer_id,
+            event.channel,
+            event.reason,
+        )
+
+
 #: The events the invoice service consumes, and what it does with each.
-HANDLERS: Mapping[type[Event], Handler] = {FeeAssessed: on_fee_assessed}
+HANDLERS: Mapping[type[Event], Handler] = {
+    FeeAssessed: on_fee_assessed,
+    MessageFailed: on_message_failed,
+}
+#: The topics those events arrive on.
+TOPICS: list[str] = sorted({event_type.TOPIC for event_type in HANDLERS})

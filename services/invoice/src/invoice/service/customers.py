@@ -94,6 +94,44 @@ async def update_customer(
     return customer
 
 
+async def mark_contact_undeliverable(
+    *, session: AsyncSession, customer_id: str, contact_id: str
+) -> Customer | None:
+    """Flag one of the customer's contacts undeliverable and stage CustomerUpdated; None when
+    nothing changes (unknown customer or contact, or the contact is already flagged)."""
+    customer: Customer | None = await session.scalar(
+        select(Customer)
+        .where(col(Customer.id) == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if customer is None:
+        return None
+    # Fresh from the database (read under the customer's lock), not from the identity map.
+    contacts = list(
+        (
+            await session.execute(
+                select(Contact)
+                .where(col(Contact.customer_id) == customer.id)
+                .order_by(col(Contact.position), col(Contact.id))
+                .execution_options(populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    contact = next((c for c in contacts if c.id == contact_id), None)
+    if contact is None or contact.undeliverable:
+        return None
+    contact.undeliverable = True
+    customer.updated_at = utcnow()
+    session.add_all([contact, customer])
+    await OUTBOX.add(
+        session, CustomerUpdated(**_snapshot(customer, contacts), changed=["contacts"])
+    )
+    return customer
+
+
 async def get_customer(*, session: AsyncSession, customer_id: str) -> Customer:
     """The customer, or a 404."""
     customer = await session.get(Customer, customer_id)
