@@ -418,6 +418,31 @@ def test_override_folder_replaces_a_single_file(tmp_path: Path) -> None:
     assert listed[("reminder", "friendly", "email", "en")].source == "packaged"
 
 
+def test_override_for_a_regional_locale_falls_back_per_file_within_the_language(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "de-CH").mkdir()
+    (tmp_path / "de-CH" / "invoice.txt.j2").write_text(
+        "Grüezi {{ name }}, {{ invoice.total|money(invoice.currency) }}", encoding="utf-8"
+    )
+    renderer = Renderer(override_dir=tmp_path)
+    out = renderer.render(_ctx(customer=_customer(locale="de-CH")))
+    assert out.text == "Grüezi Acme AG, EUR\xa01\u2019234.56\n"
+    assert out.subject.startswith("Rechnung INV-7")  # the German subject, not the English
+    assert out.html is not None
+    assert "anbei erhalten Sie" in out.html
+    # A German customer outside Switzerland does not see the Swiss text.
+    assert renderer.render(_ctx(customer=_customer(locale="de-DE"))).text.startswith("Guten Tag")
+
+
+def test_none_for_lists_and_dicts_means_empty(renderer: Renderer) -> None:
+    ctx = _ctx("good_standing", reply_urls=None, invoices=None, extra={"streak": 3})
+    assert ctx.invoices == []
+    assert ctx.reply_urls == {}
+    assert "3 invoices" in renderer.render(ctx).text
+    assert _invoice(lines=None).lines == []
+
+
 def test_override_folder_can_replace_partials_and_the_layout(tmp_path: Path) -> None:
     (tmp_path / "en").mkdir()
     (tmp_path / "en" / "_footer.txt.j2").write_text("-- custom footer", encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 Kind = Literal[
     "invoice", "reminder", "thank_you", "good_standing", "credit_hold", "alert", "manual"
@@ -59,6 +59,11 @@ class InvoiceView(_View):
     days_overdue: int = 0
     fee_amount: int = 0
 
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v
+
 
 class CustomerView(_View):
     """The customer a message is about, with its language, time zone and reference codes."""
@@ -74,6 +79,9 @@ class CustomerView(_View):
 
 class MessageContext(_View):
     """Everything one message needs; `extra` carries the kind-specific fields.
+
+    `total_balance` is the sum of the invoices' balances without fees; templates show
+    `total_balance + total_fees` as the amount to pay. None for a list or dict means empty.
 
     extra by kind: alert {title, detail, customer_url}; good_standing {streak};
     manual {subject, body}; credit_hold {overdue_balance, reason}; thank_you {early}.
@@ -92,3 +100,10 @@ class MessageContext(_View):
     unsubscribe_url: str | None = None
     company_name: str = "duewise"
     extra: dict[str, Any] = {}
+
+    @field_validator("invoices", "reply_urls", "extra", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return [] if info.field_name == "invoices" else {}
+        return v
