@@ -1,0 +1,11 @@
+"""HTTP routes, all under /v1 (health at the root). The risk API only reads."""
+
+from fastapi import APIRouter
+
+from risk.api import analytics, customers, health, portfolio
+
+v1 = APIRouter(prefix="/v1")
+for _module in (customers, portfolio, analytics):
+    v1.include_router(_module.router)
+
+__all__ = ["health", "v1"]
