@@ -51,6 +51,12 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
 def format_money(amount_minor: int, currency: str, locale: str | Locale) -> str:
     """`123456, "EUR", "de-DE"` → `"1.234,56\\xa0€"`: Babel's format with the currency's digits."""
     loc = locale if isinstance(locale, Locale) else babel_locale(locale)
+    return _format_money(int(amount_minor), currency, loc)
+
+
+@lru_cache(maxsize=8192)
+def _format_money(amount_minor: int, currency: str, loc: Locale) -> str:
+    # Babel takes ~40 µs a call and a message shows the same amounts several times.
     return str(format_currency(to_decimal(amount_minor, currency), currency, locale=loc))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,11 @@ def _tidy_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
+@lru_cache(maxsize=4)
+def _packaged_files(root: Path) -> frozenset[str]:
+    return frozenset(p.relative_to(root).as_posix() for p in root.rglob("*.j2"))
+
+
 def _parse_name(name: str) -> tuple[str, str | None] | None:
     for kind in KINDS:
         if name == kind:
@@ -185,6 +191,11 @@ class Renderer:
 
     # -- lookup -------------------------------------------------------------------------------
 
+    def _is_file(self, root: Path, locale_dir: str, filename: str) -> bool:
+        if root == PACKAGED_DIR:  # packaged templates do not change while running: list once
+            return f"{locale_dir}/{filename}" in _packaged_files(PACKAGED_DIR)
+        return (root / locale_dir / filename).is_file()
+
     def _roots(self) -> list[Path]:
         return [self._override, PACKAGED_DIR] if self._override is not None else [PACKAGED_DIR]
 
@@ -195,7 +206,7 @@ class Renderer:
         """
         language = locale_dir.split("-")[0]
         return any(
-            (root / loc / filename).is_file()
+            self._is_file(root, loc, filename)
             for loc in locale_chain(locale_dir)
             if loc.split("-")[0] == language
             for root in self._roots()
@@ -216,7 +227,7 @@ class Renderer:
         main = "sms" if ctx.channel == "sms" else "txt"
         for loc in locale_chain(ctx.customer.locale):
             for name in names:
-                if any((root / loc / f"{name}.{main}.j2").is_file() for root in self._roots()):
+                if any(self._is_file(root, loc, f"{name}.{main}.j2") for root in self._roots()):
                     return loc, name
         raise TemplateError(
             f"{names[0]}.{main}.j2",
@@ -245,6 +256,8 @@ class Renderer:
             loader=ChoiceLoader(loaders),
             undefined=StrictUndefined,
             autoescape=_autoescape,
+            # Packaged templates never change while running; override files may be edited.
+            auto_reload=self._override is not None,
             trim_blocks=True,
             lstrip_blocks=True,
         )
