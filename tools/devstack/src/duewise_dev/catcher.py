@@ -16,13 +16,14 @@ import asyncio
 import email
 import email.policy
 import email.utils
+import functools
 import html
 import itertools
 import re
 import secrets
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Annotated, Any
@@ -47,12 +48,13 @@ class CaughtMail:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
-    message: EmailMessage = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def message(self) -> EmailMessage:
+        # Parsed when first looked at: parsing on receipt would halve the SMTP throughput.
         parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        self.message = parsed
+        return parsed
 
     def attachments(self) -> list[EmailMessage]:
         return list(self.message.iter_attachments())
