@@ -58,12 +58,12 @@ def relay() -> None:
 
 @app.command()
 def consumer() -> None:
-    """Consume invoice.events into the projections and schedules until SIGTERM/SIGINT."""
-    from duewise_events.catalogue import INVOICE_EVENTS
+    """Consume invoice.events and risk.events into the projections and schedules until
+    SIGTERM/SIGINT."""
     from duewise_events.consumer import EventConsumer
     from duewise_service.db import worker_sessions
 
-    from dunning.handlers import HANDLERS
+    from dunning.handlers import HANDLERS, TOPICS
     from dunning.main import init_clock
     from dunning.models import INBOX_TABLE
 
@@ -74,7 +74,7 @@ def consumer() -> None:
         async with worker_sessions(settings.sqlalchemy_url) as sessions:
             await EventConsumer(
                 name="dunning",
-                topics=[INVOICE_EVENTS],
+                topics=TOPICS,
                 handlers=HANDLERS,
                 session_factory=sessions,
                 inbox=INBOX_TABLE,

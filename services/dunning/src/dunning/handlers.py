@@ -1,4 +1,5 @@
-"""What dunning does with each invoice.events fact: the projection, then the schedule.
+"""What dunning does with each invoice.events fact (the projection, then the schedule) and
+with risk.events score changes (the customer's band, which policy segments match on).
 
 `HANDLERS` is the table of contents. Every handler runs inside the consumer's transaction
 (inbox row + effect). An event about an invoice or customer not seen yet is held in
@@ -26,6 +27,7 @@ from duewise_events.catalogue import (
     PaymentReceived,
     PaymentReversed,
     PromiseKept,
+    RiskScoreChanged,
 )
 from duewise_events.envelope import Envelope
 from sqlalchemy import delete, exists, update
@@ -112,6 +114,23 @@ async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: s
     if moved or isinstance(event, CustomerUpdated):
         for invoice_id in await open_invoice_ids(session, event.customer_id):
             await recompute(session, invoice_id, clock.now())
+
+
+async def on_risk_score_changed(
+    session: AsyncSession, event: RiskScoreChanged, event_id: str
+) -> None:
+    """Keep the customer's risk band; when it changes, re-plan the open invoices, so a policy
+    whose segment is that band (or no longer is) applies to their pending steps."""
+    row = await session.get(CustomerProjection, event.customer_id, with_for_update=True)
+    if row is None:
+        await _hold(session, f"customer:{event.customer_id}", event, event_id)
+        return
+    if row.risk_band == event.band:
+        return
+    row.risk_band, row.updated_at = event.band, utcnow()
+    await session.flush()
+    for invoice_id in await open_invoice_ids(session, event.customer_id):
+        await recompute(session, invoice_id, clock.now())
 
 
 # --- invoices -----------------------------------------------------------------------------
@@ -316,6 +335,7 @@ APPLY: dict[type[Event], _Apply] = {
     InvoiceWrittenOff: on_written_off,  # type: ignore[dict-item]
     DisputeOpened: on_dispute_opened,  # type: ignore[dict-item]
     DisputeResolved: on_dispute_resolved,  # type: ignore[dict-item]
+    RiskScoreChanged: on_risk_score_changed,  # type: ignore[dict-item]
 }
 
 
@@ -332,3 +352,5 @@ async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> Non
 HANDLERS: dict[type[Event], Callable[[AsyncSession, Event, Envelope], Awaitable[None]]] = {
     cls: handle for cls in APPLY
 }
+#: The topics those events arrive on (invoice.events, risk.events).
+TOPICS: list[str] = sorted({cls.TOPIC for cls in APPLY})
