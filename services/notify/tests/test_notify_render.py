@@ -305,7 +305,7 @@ def test_good_standing_credit_hold_alert_and_manual(renderer: Renderer) -> None:
     assert "6 Rechnungen in Folge pünktlich" in good.text
     hold = renderer.render(sample_context("credit_hold", locale="fr-FR", today=TODAY))
     assert "suspendu" in hold.subject
-    assert "invoices more than 60 days overdue" in hold.text
+    assert "factures en retard de plus de 60 jours" in hold.text
     alert_ctx = sample_context("alert")
     alert = renderer.render(alert_ctx)
     assert alert.subject == "[duewise] Promise to pay broken: Northwind Traders Inc."

@@ -16,12 +16,45 @@ from notify.render.context import (
     MessageContext,
     Tone,
 )
-from notify.render.formatting import babel_locale, currency_precision
+from notify.render.formatting import babel_locale, currency_precision, format_date
 
 _NAMES = {
     "de": ("Nordwind Handel GmbH", "Erika Mustermann", "Büromaterial A4, 80 g", "Wartung Q3"),
     "fr": ("Comptoir Vent du Nord SARL", "Camille Martin", "Papier A4, 80 g", "Maintenance T3"),
     "en": ("Northwind Traders Inc.", "Alex Morgan", "Copy paper A4, 80 gsm", "Maintenance Q3"),
+}
+
+
+# Kind-specific sample text per language: hold reason, alert title and detail, manual message.
+_TEXTS = {
+    "de": {
+        "reason": "Rechnungen mehr als 60 Tage überfällig",
+        "title": "Zahlungszusage gebrochen",
+        "detail": "{company} hat zugesagt, {number} bis {date} zu bezahlen; "
+        "es ist keine Zahlung eingegangen.",
+        "subject": "Ihr Kundenkonto bei uns - {number}",
+        "body": "Guten Tag {person},\n\nvielen Dank für das Telefonat heute. Wie besprochen "
+        "pausieren wir weitere Erinnerungen bis zum Monatsende.\n\nMit freundlichen Grüßen\n"
+        "Jordan Lee",
+    },
+    "fr": {
+        "reason": "factures en retard de plus de 60 jours",
+        "title": "Promesse de paiement non tenue",
+        "detail": "{company} s\u2019était engagé à régler {number} avant le {date} ; "
+        "aucun paiement n\u2019est arrivé.",
+        "subject": "Votre compte client - {number}",
+        "body": "Bonjour {person},\n\nmerci pour notre échange téléphonique. Comme convenu, "
+        "nous suspendons les relances jusqu\u2019à la fin du mois.\n\nCordialement,\n"
+        "Jordan Lee",
+    },
+    "en": {
+        "reason": "invoices more than 60 days overdue",
+        "title": "Promise to pay broken",
+        "detail": "{company} promised to pay {number} by {date}; no payment has arrived.",
+        "subject": "Your account with us - {number}",
+        "body": "Hello {person},\n\nthank you for the call today. As agreed, we will hold "
+        "further reminders until the end of the month.\n\nBest regards,\nJordan Lee",
+    },
 }
 
 
@@ -43,6 +76,7 @@ def sample_context(
     today = today or dt.date.today()
     lang = babel_locale(locale).language
     company, person, item_a, item_b = _NAMES.get(lang, _NAMES["en"])
+    texts = _TEXTS.get(lang, _TEXTS["en"])
     currency = _currency(locale)
     unit = 10 ** currency_precision(currency)
     if kind == "reminder" and tone is None:
@@ -113,24 +147,25 @@ def sample_context(
         invoices = [overdue, upcoming] if tone in ("friendly", "neutral") else [overdue]
     elif kind == "credit_hold":
         invoices = [overdue]
-        extra = {"overdue_balance": overdue.balance, "reason": "invoices more than 60 days overdue"}
+        extra = {"overdue_balance": overdue.balance, "reason": texts["reason"]}
     else:
         invoices = []
+    fill = {
+        "company": company,
+        "person": person,
+        "number": overdue.number,
+        "date": format_date(today - dt.timedelta(days=2), "medium", locale),
+    }
     if kind == "good_standing":
         extra = {"streak": 6}
     elif kind == "alert":
         extra = {
-            "title": "Promise to pay broken",
-            "detail": f"{company} promised to pay {overdue.number} by "
-            f"{(today - dt.timedelta(days=2)).isoformat()}; no payment has arrived.",
+            "title": texts["title"],
+            "detail": texts["detail"].format(**fill),
             "customer_url": f"https://duewise.example.com/customers/{customer.id}",
         }
     elif kind == "manual":
-        extra = {
-            "subject": f"Your account with us - {overdue.number}",
-            "body": f"Hello {person},\n\nthank you for the call today. As agreed, we will hold "
-            f"further reminders until the end of the month.\n\nBest regards,\nJordan Lee",
-        }
+        extra = {"subject": texts["subject"].format(**fill), "body": texts["body"].format(**fill)}
     base = "https://pay.example.com/r/tok_3f9a2c"
     return MessageContext(
         kind=kind,
