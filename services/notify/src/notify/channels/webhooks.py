@@ -68,8 +68,8 @@ def _why_not_public(addr: IPAddress) -> str | None:
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),
         ("is_multicast", "multicast"),
-        ("is_private", "private"),
         ("is_reserved", "reserved"),
+        ("is_private", "private"),
     ):
         if getattr(addr, attr):
             return f"{why} address {addr}"
