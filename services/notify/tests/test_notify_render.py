@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
+import os
 import shutil
 import subprocess
 from decimal import Decimal
@@ -454,6 +455,21 @@ def test_override_folder_can_replace_partials_and_the_layout(tmp_path: Path) -> 
     assert out.html is not None
     assert out.html.startswith("<!DOCTYPE html><main>")
     assert "INV-7" in out.html
+
+
+def test_override_files_take_effect_without_a_restart(tmp_path: Path) -> None:
+    renderer = Renderer(override_dir=tmp_path)
+    assert renderer.render(_ctx()).subject.startswith("Invoice INV-7")  # packaged, compiled
+    (tmp_path / "en").mkdir()
+    override = tmp_path / "en" / "invoice.subject.j2"
+    override.write_text("First {{ invoice.number }}", encoding="utf-8")
+    assert renderer.render(_ctx()).subject == "First INV-7"
+    override.write_text("Second {{ invoice.number }}", encoding="utf-8")
+    stat = override.stat()
+    os.utime(override, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert renderer.render(_ctx()).subject == "Second INV-7"
+    override.unlink()
+    assert renderer.render(_ctx()).subject.startswith("Invoice INV-7")
 
 
 def test_override_folder_can_add_a_locale(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,14 +18,14 @@ from typing import Any, Literal
 
 from babel import Locale
 from jinja2 import (
-    ChoiceLoader,
+    BaseLoader,
     Environment,
-    FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
 )
 from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.loaders import split_template_path
 from markupsafe import Markup, escape
 
 from notify.render.context import KINDS, REPLY_REASONS, TONES, InvoiceView, MessageContext
@@ -77,6 +78,42 @@ class TemplateInfo:
     locale: str
     source: Literal["packaged", "override"]
     parts: tuple[str, ...]
+
+
+class _FolderChain(BaseLoader):
+    """The first of several folders that has the template; stale once an earlier one has it.
+
+    Unlike a ChoiceLoader of FileSystemLoaders, a file added to the override folder later
+    replaces a packaged template that was already compiled (with `auto_reload`).
+    """
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        parts = split_template_path(template)  # refuses `..`
+        for i, folder in enumerate(self.folders):
+            path = folder.joinpath(*parts)
+            try:
+                mtime = path.stat().st_mtime
+                source = path.read_text(encoding="utf-8")
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            earlier = [f.joinpath(*parts) for f in self.folders[:i]]
+
+            def uptodate(
+                path: Path = path, mtime: float = mtime, earlier: list[Path] = earlier
+            ) -> bool:
+                try:
+                    changed = path.stat().st_mtime != mtime
+                except OSError:
+                    return False
+                return not changed and not any(e.is_file() for e in earlier)
+
+            return source, str(path), uptodate
+        raise TemplateNotFound(template)
 
 
 def _autoescape(name: str | None) -> bool:
@@ -246,14 +283,10 @@ class Renderer:
         return env
 
     def _make_env(self, locale_dir: str, loc: Locale, timezone: str) -> Environment:
-        loaders = [
-            FileSystemLoader(str(root / sub))
-            for sub in locale_chain(locale_dir)
-            for root in self._roots()
-        ]
-        loaders += [FileSystemLoader(str(root)) for root in self._roots()]
+        folders = [root / sub for sub in locale_chain(locale_dir) for root in self._roots()]
+        folders += self._roots()
         env = Environment(
-            loader=ChoiceLoader(loaders),
+            loader=_FolderChain(folders),
             undefined=StrictUndefined,
             autoescape=_autoescape,
             # Packaged templates never change while running; override files may be edited.
