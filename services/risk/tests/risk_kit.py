@@ -3,11 +3,19 @@ events (balances tracked as the invoice service would), and helpers apply them."
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
+import secrets
+import time
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+from duewise_dev.broker import ensure_topics
 from duewise_events.catalogue import (
+    DUNNING_EVENTS,
+    INVOICE_EVENTS,
+    NOTIFY_EVENTS,
     AllocationSnapshot,
     CustomerCreated,
     CustomerUpdated,
@@ -25,8 +33,13 @@ from duewise_events.catalogue import (
     ReminderInvoice,
     ResponseLogged,
     ResponseReason,
+    dead_letter_topic,
 )
+from duewise_events.consumer import EventConsumer, Outcome
+from duewise_events.envelope import Envelope
 from risk.domain.thresholds import Thresholds
+from risk.handlers import HANDLERS
+from risk.models import INBOX_TABLE
 from risk.service.live import apply_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -283,3 +296,96 @@ async def outbox(maker: async_sessionmaker[AsyncSession], type_: str) -> list[di
             text("SELECT payload FROM outbox WHERE type = :t ORDER BY id"), {"t": type_}
         )
         return [dict(r[0]) for r in rows]
+
+
+# --- the broker ---------------------------------------------------------------------------
+
+TOPICS = (INVOICE_EVENTS, DUNNING_EVENTS, NOTIFY_EVENTS)
+SOURCES = {
+    INVOICE_EVENTS: "duewise/invoice",
+    DUNNING_EVENTS: "duewise/dunning",
+    NOTIFY_EVENTS: "duewise/notify",
+}
+
+
+async def ensure_risk_topics(bootstrap: str) -> None:
+    await ensure_topics(
+        bootstrap, {t: 6 for t in TOPICS} | {dead_letter_topic(t): 6 for t in TOPICS}
+    )
+
+
+async def send(producer: AIOKafkaProducer, event: Event) -> Envelope:
+    env = Envelope.wrap(event, source=SOURCES[event.TOPIC])
+    await producer.send_and_wait(
+        event.TOPIC, value=env.body(), key=env.key.encode(), headers=env.headers()
+    )
+    return env
+
+
+class LiveConsumer:
+    """The real EventConsumer over the three topics, with its outcomes kept for the test."""
+
+    def __init__(
+        self, maker: async_sessionmaker[AsyncSession], bootstrap: str, group: str | None = None
+    ) -> None:
+        self.outcomes: list[Outcome] = []
+        self.consumer = EventConsumer(
+            name=group or f"risk-test-{secrets.token_hex(4)}",
+            topics=list(TOPICS),
+            handlers=HANDLERS,
+            session_factory=maker,
+            inbox=INBOX_TABLE,
+            bootstrap_servers=bootstrap,
+            retry_backoff_s=0.01,
+            max_attempts=2,
+            session_timeout_ms=1500,
+            heartbeat_interval_ms=300,
+            on_outcome=self.outcomes.append,
+        )
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveConsumer:
+        self.task = asyncio.create_task(self.consumer.run(self.stop))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 15)
+
+    async def wait_for(self, ids: list[str], timeout_s: float = 30) -> None:
+        """Until every id in `ids` has an outcome."""
+        deadline = time.monotonic() + timeout_s
+        while not set(ids) <= {o.event_id for o in self.outcomes}:
+            assert self.task is not None
+            assert not self.task.done(), self.task.exception()
+            assert time.monotonic() < deadline, (len(self.outcomes), len(ids))
+            await asyncio.sleep(0.02)
+
+    def status(self, event_id: str) -> list[str]:
+        return [o.status for o in self.outcomes if o.event_id == event_id]
+
+
+async def publish_in_order(
+    bootstrap: str, events: list[Event], live: LiveConsumer
+) -> list[Envelope]:
+    """Publish `events` in order as the services would: the consumer has applied what came
+    before whenever the topic changes (a dunning event follows the invoice events it saw)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    envelopes: list[Envelope] = []
+    pending: list[str] = []
+    try:
+        last_topic = None
+        for event in events:
+            if last_topic is not None and last_topic != event.TOPIC:
+                await live.wait_for(pending)
+            env = await send(producer, event)
+            envelopes.append(env)
+            pending.append(env.id)
+            last_topic = event.TOPIC
+        await live.wait_for(pending)
+    finally:
+        await producer.stop()
+    return envelopes

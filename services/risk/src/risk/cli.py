@@ -1,0 +1,116 @@
+"""The risk service's commands: `python -m risk.cli migrate|api|relay|consumer|rebuild`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import typer
+from duewise_service.process import run_until_signalled
+from duewise_service.tracing import install_tracer_provider
+
+from risk.config import get_settings
+
+app = typer.Typer(help="duewise risk service", no_args_is_help=True)
+SERVICE_NAME = "duewise-risk"
+CONSUMER_GROUP = "risk"
+
+
+def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a background process (relay, consumer) with tracing, until signalled."""
+    install_tracer_provider(SERVICE_NAME)
+    run_until_signalled(main)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from risk.migrations import upgrade
+
+    upgrade(get_settings().database_url)
+    typer.echo("risk: database migrated to head")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on RISK_HOST:RISK_PORT (default 0.0.0.0:8003)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("risk.main:create_app", factory=True, host=settings.host, port=settings.port)
+
+
+@app.command()
+def relay() -> None:
+    """Publish committed outbox rows (signals, score changes) to Kafka until SIGTERM/SIGINT."""
+    from duewise_events.relay import OutboxRelay
+
+    from risk.models import RELAY_LOCK_KEY
+
+    settings = get_settings()
+    outbox_relay = OutboxRelay(
+        settings.plain_database_url,
+        settings.kafka_bootstrap_servers,
+        lock_key=RELAY_LOCK_KEY,
+        enable_idempotence=settings.kafka_enable_idempotence,
+    )
+    _worker(outbox_relay.run)
+
+
+@app.command()
+def consumer() -> None:
+    """Consume invoice, dunning and notify events into the profiles until SIGTERM/SIGINT."""
+    from duewise_events.catalogue import DUNNING_EVENTS, INVOICE_EVENTS, NOTIFY_EVENTS
+    from duewise_events.consumer import EventConsumer
+    from duewise_service.db import worker_sessions
+
+    from risk.handlers import handlers_for
+    from risk.models import INBOX_TABLE
+
+    settings = get_settings()
+
+    async def main(stop: asyncio.Event) -> None:
+        async with worker_sessions(settings.sqlalchemy_url) as sessions:
+            await EventConsumer(
+                name=CONSUMER_GROUP,
+                topics=[INVOICE_EVENTS, DUNNING_EVENTS, NOTIFY_EVENTS],
+                handlers=handlers_for(settings.thresholds),
+                session_factory=sessions,
+                inbox=INBOX_TABLE,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                enable_idempotence=settings.kafka_enable_idempotence,
+            ).run(stop)
+
+    _worker(main)
+
+
+@app.command()
+def rebuild(
+    commit_offsets: bool = typer.Option(
+        True, help="point the consumer group at where the rebuild stopped reading"
+    ),
+) -> None:
+    """Rebuild every profile from the topics from the beginning (stop the consumer first).
+
+    Emits no events: signals and score changes were announced when they happened.
+    """
+    from risk.service.rebuild import rebuild as run_rebuild
+
+    settings = get_settings()
+    result = asyncio.run(
+        run_rebuild(
+            settings.plain_database_url,
+            settings.kafka_bootstrap_servers,
+            settings.thresholds,
+            group=CONSUMER_GROUP if commit_offsets else None,
+        )
+    )
+    typer.echo(
+        f"risk: rebuilt {result.customers} customers from {result.records} records "
+        f"({result.applied} applied, {result.skipped} skipped) in "
+        f"{result.read_s:.1f}s read+fold, {result.write_s:.1f}s write"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,312 @@
+"""Rebuild every profile from the topics, from the beginning: `python -m risk.cli rebuild`.
+
+The same fold as the live path (`risk.domain.fold.step`), run in memory over every record of
+invoice.events, dunning.events and notify.events up to their current ends, then written in
+one transaction (TRUNCATE + COPY) with no event emitted. Stop the consumer first; afterwards
+its group's offsets are set to where the rebuild stopped reading, so it carries on from there.
+
+Order: a customer's events share a partition within a topic, so each topic's own order is
+kept. Across topics, a customer's dunning and notify events are merged into its invoice
+events by their CloudEvents time, which is the order the live consumer sees them in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from duewise_events import topic_reader
+from duewise_events.catalogue import DUNNING_EVENTS, INVOICE_EVENTS, NOTIFY_EVENTS, Event
+from duewise_events.envelope import Envelope, EnvelopeError
+
+from risk.domain.effects import Effects
+from risk.domain.fold import CONSUMED, step
+from risk.domain.score import score
+from risk.domain.state import CustomerState
+from risk.domain.thresholds import Thresholds
+
+CONSUMED_TYPES = frozenset(cls.TYPE for cls in CONSUMED)
+SIDE_TOPICS = (DUNNING_EVENTS, NOTIFY_EVENTS)
+
+
+@dataclass
+class RebuildResult:
+    records: int = 0
+    applied: int = 0
+    skipped: int = 0  # malformed or of a type risk does not read (the live path DLTs/ignores)
+    customers: int = 0
+    read_s: float = 0.0
+    write_s: float = 0.0
+    ends: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+class Rebuilder:
+    """Folds events for many customers in memory and keeps the rows they produce."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.th = thresholds
+        self.states: dict[str, CustomerState] = {}
+        self.movements: list[tuple[Any, ...]] = []
+        self.reminders: dict[str, list[Any]] = {}
+        self.signals: dict[str, dict[str, Any]] = {}
+        self.applied = 0
+
+    def apply(self, event: Event, event_id: str) -> Effects:
+        state = self.states.get(event.customer_id)
+        if state is None:
+            state = self.states[event.customer_id] = CustomerState(customer_id=event.customer_id)
+        fx = step(state, event, event_id, self.th)
+        self.applied += fx.applied
+        for m in fx.movements:
+            self.movements.append(
+                (m.customer_id, m.invoice_id, m.currency, m.on, m.due, m.amount, m.kind, m.ref)
+            )
+        for r in fx.reminders:  # as add_reminders' upsert
+            row = self.reminders.get(r.id)
+            if row is None:
+                self.reminders[r.id] = [
+                    r.id,
+                    r.customer_id,
+                    r.step_key,
+                    r.on,
+                    r.currency,
+                    list(r.invoice_ids),
+                    r.sent,
+                ]
+            elif r.sent:
+                row[6], row[3] = True, r.on
+        for e in fx.raised:
+            self.signals.setdefault(
+                e.signal_id, {**e.model_dump(), "cleared_at": None, "clear_reason": None}
+            )
+        for c in fx.cleared:
+            if c.signal_id in self.signals:
+                self.signals[c.signal_id]["cleared_at"] = c.cleared_at
+                self.signals[c.signal_id]["clear_reason"] = c.reason
+        return fx
+
+    def profile_rows(self) -> list[tuple[Any, ...]]:
+        rows = []
+        for s in self.states.values():
+            # The live path rescored after every applied event; only the last score is kept,
+            # and it is a function of the final state, so scoring once here is the same.
+            result = score(s, self.th) if s.known and s.now is not None else None
+            if result is not None:
+                s.score, s.band = result.score, result.band
+            factors = [f.model_dump(mode="json") for f in result.factors] if result else []
+            rows.append(
+                (
+                    s.customer_id,
+                    s.known,
+                    s.currency,
+                    json.dumps(s.to_json()),
+                    result.score if result else None,
+                    result.band if result else None,
+                    json.dumps(factors),
+                    s.instant,
+                )
+            )
+        return rows
+
+    def signal_rows(self) -> list[tuple[Any, ...]]:
+        return [
+            (
+                r["signal_id"],
+                r["customer_id"],
+                r["kind"],
+                r["positive"],
+                r["severity"],
+                r["summary"],
+                r["recommendation"],
+                json.dumps(r["evidence"]),
+                r["raised_at"],
+                r["cleared_at"],
+                r["clear_reason"],
+            )
+            for r in self.signals.values()
+        ]
+
+
+def parse(record: ConsumerRecord) -> tuple[Event, Envelope] | None:
+    """The typed event of a record, or None for what the live consumer ignores or DLTs."""
+    try:
+        envelope = Envelope.from_record(key=record.key, value=record.value, headers=record.headers)
+        if envelope.type not in CONSUMED_TYPES:
+            return None
+        return envelope.event(), envelope
+    except EnvelopeError:
+        return None
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    on_batch: Callable[[list[ConsumerRecord]], Awaitable[None] | None],
+) -> dict[int, int]:
+    """Every record of `topic` from the beginning to its end now; returns the end offsets."""
+    ends = await topic_reader.end_offsets(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
+        if not tps:
+            return ends
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        left = {tp: ends[tp.partition] for tp in tps}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                records = [r for r in records if r.offset < left.get(tp, 0)]
+                if records:
+                    result = on_batch(records)
+                    if result is not None:
+                        await result
+                    if records[-1].offset + 1 >= ends[tp.partition]:
+                        left.pop(tp, None)
+            for tp in list(left):
+                if await consumer.position(tp) >= left[tp]:
+                    left.pop(tp)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def fold_topics(
+    bootstrap: str, thresholds: Thresholds, topics: Sequence[str] = (INVOICE_EVENTS, *SIDE_TOPICS)
+) -> tuple[Rebuilder, RebuildResult]:
+    """Read the topics and fold every customer's events in memory."""
+    result = RebuildResult()
+    builder = Rebuilder(thresholds)
+    t0 = time.perf_counter()
+    # dunning and notify first, by customer and time, to be merged into invoice.events
+    side: dict[str, deque[tuple[Any, Event, str]]] = defaultdict(deque)
+    side_items: list[tuple[Any, str, Event, str]] = []
+
+    def collect(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            result.records += 1
+            parsed = parse(record)
+            if parsed is None:
+                result.skipped += 1
+                continue
+            event, env = parsed
+            side_items.append((env.time, event.customer_id, event, env.id))
+
+    for topic in topics:
+        if topic != INVOICE_EVENTS:
+            result.ends[topic] = await read_topic(bootstrap, topic, collect)
+    side_items.sort(key=lambda item: item[0])
+    for when, cid, event, eid in side_items:
+        side[cid].append((when, event, eid))
+    side_items.clear()
+
+    def fold(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            result.records += 1
+            parsed = parse(record)
+            if parsed is None:
+                result.skipped += 1
+                continue
+            event, env = parsed
+            waiting = side.get(event.customer_id)
+            while waiting and waiting[0][0] < env.time:
+                _, earlier, eid = waiting.popleft()
+                builder.apply(earlier, eid)
+            builder.apply(event, env.id)
+
+    if INVOICE_EVENTS in topics:
+        result.ends[INVOICE_EVENTS] = await read_topic(bootstrap, INVOICE_EVENTS, fold)
+    for waiting in side.values():
+        for _, event, eid in waiting:
+            builder.apply(event, eid)
+    result.applied = builder.applied
+    result.customers = len(builder.states)
+    result.read_s = time.perf_counter() - t0
+    return builder, result
+
+
+PROFILE_COLUMNS = ("customer_id", "known", "currency", "state", "score", "band", "factors", "as_of")
+SIGNAL_COLUMNS = (
+    "signal_id",
+    "customer_id",
+    "kind",
+    "positive",
+    "severity",
+    "summary",
+    "recommendation",
+    "evidence",
+    "raised_at",
+    "cleared_at",
+    "clear_reason",
+)
+MOVEMENT_COLUMNS = ("customer_id", "invoice_id", "currency", "on", "due", "amount", "kind", "ref")
+REMINDER_COLUMNS = ("id", "customer_id", "step_key", "on", "currency", "invoice_ids", "sent")
+
+
+async def write(database_url: str, builder: Rebuilder) -> None:
+    """Replace the profile tables with the rebuilt rows, in one transaction."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("TRUNCATE customer_profile, risk_signal, ar_movement, reminder_log")
+            for table, columns, rows in (
+                ("customer_profile", PROFILE_COLUMNS, builder.profile_rows()),
+                ("risk_signal", SIGNAL_COLUMNS, builder.signal_rows()),
+                ("ar_movement", MOVEMENT_COLUMNS, builder.movements),
+                ("reminder_log", REMINDER_COLUMNS, [tuple(r) for r in builder.reminders.values()]),
+            ):
+                if rows:
+                    await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+    finally:
+        await conn.close()
+
+
+async def commit_group_offsets(bootstrap: str, group: str, ends: dict[str, dict[int, int]]) -> None:
+    """Point the live consumer's group at where the rebuild stopped reading."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        offsets = {
+            TopicPartition(topic, p): off
+            for topic, parts in ends.items()
+            for p, off in parts.items()
+        }
+        if offsets:
+            consumer.assign(list(offsets))
+            await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+async def rebuild(
+    database_url: str,
+    bootstrap: str,
+    thresholds: Thresholds,
+    *,
+    group: str | None = "risk",
+    topics: Sequence[str] = (INVOICE_EVENTS, *SIDE_TOPICS),
+) -> RebuildResult:
+    """Fold the topics from the beginning and replace the profiles; no events are emitted."""
+    builder, result = await fold_topics(bootstrap, thresholds, topics)
+    t0 = time.perf_counter()
+    await write(database_url, builder)
+    result.write_s = time.perf_counter() - t0
+    if group is not None:
+        await commit_group_offsets(bootstrap, group, result.ends)
+    return result
