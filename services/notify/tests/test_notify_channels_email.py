@@ -22,6 +22,7 @@ from notify.channels.email import (
     OutgoingEmail,
     SendError,
     SmtpSender,
+    build_message,
     parse_dsn,
 )
 
@@ -39,7 +40,10 @@ class Recorder:
         data_reply: str | None = None,
         drop_at_mail: int = 0,
         drop_at_data: bool = False,
+        per_connection: int = 0,
     ) -> None:
+        self.per_connection = per_connection  # a relay's limit of messages per connection
+        self.counts: dict[Any, int] = {}
         self.refuse = refuse or {}
         self.mail_reply = mail_reply
         self.data_reply = data_reply
@@ -63,6 +67,9 @@ class Recorder:
             return "421 going away"
         if self.mail_reply:
             return self.mail_reply
+        self.counts[session.peer] = self.counts.get(session.peer, 0) + 1
+        if self.per_connection and self.counts[session.peer] > self.per_connection:
+            return "421 4.7.0 too many messages on this connection"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -257,6 +264,40 @@ async def test_a_dropped_pooled_connection_is_replaced_once() -> None:
         assert info.value.permanent is False
         await sender.aclose()
     assert [r[2].count(b"Message-ID") for r in handler.received] == [1, 1]
+
+
+async def test_a_421_per_connection_limit_is_a_reconnect() -> None:
+    handler = Recorder(per_connection=3)
+    with smtp_server(handler) as server:
+        sender = sender_for(server)
+        for n in range(7):
+            await sender.send(outgoing(n))
+        await sender.aclose()
+    assert len(handler.received) == 7
+    assert sender.connections_opened == 3
+
+
+async def test_non_ascii_mailbox_is_refused_before_connecting() -> None:
+    sender = SmtpSender.from_url(f"smtp://127.0.0.1:{free_port()}", from_addr="b@acme.example")
+    with pytest.raises(SendError, match="non-ASCII") as info:
+        await sender.send(outgoing(to=["jürgen@müller.example"], cc=[]))
+    assert info.value.permanent is True
+
+
+def test_non_ascii_names_are_encoded() -> None:
+    raw = build_message(
+        outgoing(
+            from_addr="Müller & Söhne GmbH <ar@mueller.example>",
+            attachments=[Attachment("Rechnung März.pdf", "application/pdf", PDF)],
+        )
+    )
+    assert raw.isascii()
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["From"].addresses[0].display_name == "Müller & Söhne GmbH"
+    assert msg["From"].addresses[0].addr_spec == "ar@mueller.example"
+    [pdf] = list(msg.iter_attachments())
+    assert pdf.get_filename() == "Rechnung März.pdf"
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
 
 
 async def test_a_connection_lost_during_data_is_uncertain() -> None:

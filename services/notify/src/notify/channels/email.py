@@ -204,6 +204,9 @@ def build_message(mail: OutgoingEmail) -> bytes:
     return out.getvalue()
 
 
+_CLOSING = 421
+
+
 class _Dropped(SendError):
     """The connection was gone before the message data was sent: safe to retry."""
 
@@ -323,21 +326,31 @@ class SmtpSender:
         recipients = mail.recipients
         if not recipients:
             raise ValueError(f"{mail.message_id} has no recipients")
+        if not all(addr.isascii() for addr in [self.from_addr, *recipients]):
+            # SMTPUTF8 is not negotiated; an internationalised mailbox cannot be sent to.
+            raise SendError(f"non-ASCII address in {recipients}", permanent=True)
         message = self.build(mail)
         async with self._slots:
             smtp, reused = await self._checkout()
             try:
                 try:
-                    return await self._transaction(smtp, recipients, message)
+                    result = await self._transaction(smtp, recipients, message)
                 except _Dropped:
                     if not reused:
                         raise
-                # A pooled connection the server had closed while idle: one fresh try.
-                smtp.close()
-                smtp = await self._open()
-                return await self._transaction(smtp, recipients, message)
-            finally:
-                self._checkin(smtp)
+                    # A pooled connection the server had closed (idle timeout, a 421 after
+                    # its per-connection limit): one fresh try on a new connection.
+                    smtp.close()
+                    smtp = await self._open()
+                    result = await self._transaction(smtp, recipients, message)
+            except SendError:
+                self._checkin(smtp)  # reset or closed already: safe to pool
+                raise
+            except BaseException:
+                smtp.close()  # cancelled or failed mid-command: the session state is unknown
+                raise
+            self._checkin(smtp)
+            return result
 
     async def aclose(self) -> None:
         """QUIT every idle connection; the sender cannot be used afterwards."""
@@ -424,12 +437,16 @@ class SmtpSender:
                 try:
                     await smtp.rcpt(rcpt)
                 except SMTPRecipientRefused as exc:
+                    if exc.code == _CLOSING:
+                        raise _Dropped(f"{exc.code} {exc.message}") from exc
                     refused[rcpt] = (exc.code, exc.message)
         except (SMTPServerDisconnected, ConnectionError) as exc:
             raise _Dropped(f"connection lost before the message data: {exc}") from exc
         except SMTPTimeoutError as exc:
             raise SendError(f"timed out in the envelope: {exc}", permanent=False) from exc
         except SMTPResponseException as exc:
+            if exc.code == _CLOSING:  # "421 service closing": the session is over
+                raise _Dropped(f"{exc.code} {exc.message}") from exc
             await self._rset(smtp)
             raise SendError(
                 f"MAIL FROM refused: {exc.code} {exc.message}",
@@ -446,6 +463,8 @@ class SmtpSender:
                 code=codes[0],
                 refused=refused,
             )
+        if not smtp.is_connected:
+            raise _Dropped("connection lost before the message data")
         try:
             response = await smtp.data(message)
         except (SMTPServerDisconnected, SMTPTimeoutError, ConnectionError) as exc:
