@@ -1,0 +1,774 @@
+"""The sender: claim recorded messages, look once more, render, send, and mark what happened.
+
+Every message goes through three steps, each its own transaction or none:
+
+1. **claim** (commit): `pending → sending`, `attempts + 1`, a lease. Many senders can run:
+   `FOR UPDATE SKIP LOCKED` gives each message to one of them.
+2. **perform** (no transaction held): the checks (last look for reminders, rate limit,
+   addresses, quiet hours), the rendering, and the one call to the channel.
+3. **mark** (commit): the outcome, the attempt, and the events (`message.sent.v1`, …), only
+   if this sender still holds the claim (`status = 'sending' AND attempts = <ours>`).
+
+A sender that dies leaves its messages `sending`; when the lease runs out another sender
+claims them again and performs them again. That is harmless whenever the death came before
+the channel accepted the message (the checks, the rendering, an SMTP transaction cut before
+its final reply: a server delivers nothing it has not acknowledged). **The one narrow
+window** is between the channel's acceptance (SMTP 250 after the data, a 2xx from the SMS
+provider or a webhook) and the mark's commit, a millisecond or two: a death exactly there
+sends the message a second time when the lease runs out. The rule is at-least-once for that
+window, never at-most-once, because a lost invoice is worse than a repeated one; the repeat
+carries the same Message-ID (and `webhook-id`), which mail clients and webhook receivers use
+to recognise it as the same message. A test pins this rule down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from duewise_events.catalogue import MessageFailed, MessageSent
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from notify.channels.email import Attachment, OutgoingEmail, SendError, SmtpSender
+from notify.channels.sms import InvalidPhone, SmsError, SmsProvider, quiet_until, to_e164
+from notify.channels.webhooks import TargetRefused, WebhookError, WebhookSender, backoff
+from notify.compose import (
+    Links,
+    Recipient,
+    contacts_for,
+    context_for,
+    invoice_view,
+    local_today,
+    reminder_views,
+)
+from notify.config import Settings
+from notify.lastlook import LastLook, LastLookUnavailable
+from notify.models import (
+    OUTBOX,
+    WAKE_CHANNEL,
+    CustomerProjection,
+    DeliveryAttempt,
+    InvoiceProjection,
+    Message,
+    OptOut,
+    WebhookEndpoint,
+    utcnow,
+)
+from notify.render import Rendered, Renderer, TemplateError, invoice_pdf
+from notify.service.contacts import mark_undeliverable
+from notify.service.enqueue import CUSTOMER_KINDS, OPTIONAL_KINDS, enqueue
+
+log = structlog.get_logger("duewise.notify.sender")
+
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT id FROM message
+         WHERE status = 'pending' AND not_before <= :now
+         ORDER BY not_before LIMIT :n FOR UPDATE SKIP LOCKED
+    ), stale AS (
+        -- claimed by a sender that died: its lease ran out
+        SELECT id FROM message
+         WHERE status = 'sending' AND lease_until < :now
+         ORDER BY lease_until LIMIT :n FOR UPDATE SKIP LOCKED
+    )
+    UPDATE message SET status = 'sending', attempts = attempts + 1,
+           lease_until = :now + make_interval(secs => :lease), updated_at = :now
+     WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM stale)
+    RETURNING id
+    """
+)
+
+#: Retry schedule for transient failures of email and SMS (webhooks use their own).
+_RETRY = (30, 120, 600, 1800, 3600, 7200, 14400)
+
+
+def retry_delay(attempt: int) -> dt.timedelta:
+    return dt.timedelta(seconds=_RETRY[min(attempt, len(_RETRY)) - 1])
+
+
+@dataclass
+class Outcome:
+    """What performing a message came to; the mark writes it."""
+
+    status: str  # sent | failed | skipped | suppressed | retry | defer
+    reason: str | None = None
+    response: str | None = None
+    not_before: dt.datetime | None = None
+    recipients: list[Recipient] = field(default_factory=list)
+    rendered: Rendered | None = None
+    header_message_id: str | None = None
+    # contact id -> why its address no longer works (a 5xx at RCPT, an invalid number)
+    undeliverable: dict[str, str] = field(default_factory=dict)
+    alert: str | None = None  # tell the owner: this sentence
+    endpoint_gone: bool = False
+
+
+@dataclass
+class Loaded:
+    """What one message needs from the database, read before the send."""
+
+    message: Message
+    customer: CustomerProjection | None
+    invoices: dict[str, InvoiceProjection]
+    opted_out: set[str]
+    endpoint: WebhookEndpoint | None
+    sent_today: int
+
+
+class Sender:
+    """Claims and sends recorded messages until stopped; run as many as you like."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        settings: Settings,
+        email: SmtpSender,
+        sms: SmsProvider,
+        webhooks: WebhookSender,
+        renderer: Renderer,
+        last_look: LastLook,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.email = email
+        self.sms = sms
+        self.webhooks = webhooks
+        self.renderer = renderer
+        self.last_look = last_look
+        self.now = now
+        self.links = Links(settings.secret_key.get_secret_value(), settings.public_url)
+        self._slots = asyncio.Semaphore(settings.sender_concurrency)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop`: woken by NOTIFY on every new message, else every interval."""
+        wake = asyncio.Event()
+        async with self.sessions() as listener:
+            raw = await (await listener.connection()).get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+
+            def _wake(*_: Any) -> None:
+                wake.set()
+
+            await driver.add_listener(WAKE_CHANNEL, _wake)
+            try:
+                while not stop.is_set():
+                    wake.clear()
+                    try:
+                        done = await self.pass_once()
+                    except Exception as exc:  # a database outage: wait, then try again
+                        log.warning("sender.pass_failed", error=repr(exc))
+                        done = 0
+                        await asyncio.sleep(1.0)
+                    if done >= self.settings.sender_batch:
+                        continue  # more waiting: no sleep
+                    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+                    await asyncio.wait(
+                        waits,
+                        timeout=self.settings.sender_interval_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    for w in waits:
+                        w.cancel()
+            finally:
+                await driver.remove_listener(WAKE_CHANNEL, _wake)
+
+    async def pass_once(self) -> int:
+        """Claim one batch and perform it; how many messages were claimed."""
+        ids = await self._claim()
+        if ids:
+            await asyncio.gather(*(self._one(message_id) for message_id in ids))
+        return len(ids)
+
+    async def _claim(self) -> list[str]:
+        async with self.sessions() as session, session.begin():
+            rows = await session.execute(
+                _CLAIM,
+                {
+                    "now": self.now(),
+                    "lease": self.settings.sender_lease_s,
+                    "n": self.settings.sender_batch,
+                },
+            )
+            return [str(r[0]) for r in rows]
+
+    async def _one(self, message_id: str) -> None:
+        async with self._slots:
+            loaded = await self._load(message_id)
+            if loaded is None:
+                return
+            try:
+                outcome = await self._perform(loaded)
+            except Exception as exc:  # a bug must not stop the others: fail this one loudly
+                log.exception("sender.unexpected", message_id=message_id)
+                outcome = Outcome("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
+                outcome.alert = "A message could not be sent because of an internal error."
+            if outcome.status == "sent" and self.settings.sender_pause_after_send_s:
+                await asyncio.sleep(self.settings.sender_pause_after_send_s)  # fault tests only
+            await self._mark(loaded.message, outcome)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def _load(self, message_id: str) -> Loaded | None:
+        async with self.sessions() as session, session.begin():
+            message = await session.get(Message, message_id)
+            if message is None or message.status != "sending":
+                return None
+            customer = (
+                await session.get(CustomerProjection, message.customer_id)
+                if message.customer_id
+                else None
+            )
+            wanted = set(message.invoice_ids)
+            invoices = (
+                {
+                    i.id: i
+                    for i in (
+                        await session.scalars(
+                            select(InvoiceProjection).where(col(InvoiceProjection.id).in_(wanted))
+                        )
+                    ).all()
+                }
+                if wanted
+                else {}
+            )
+            opted_out = (
+                set(
+                    (
+                        await session.scalars(
+                            select(col(OptOut.contact_id)).where(
+                                col(OptOut.customer_id) == message.customer_id
+                            )
+                        )
+                    ).all()
+                )
+                if message.kind in OPTIONAL_KINDS
+                else set()
+            )
+            endpoint = (
+                await session.get(WebhookEndpoint, message.target)
+                if message.channel == "webhook" and message.target
+                else None
+            )
+            sent_today = 0
+            if message.kind in CUSTOMER_KINDS and message.customer_id:
+                sent_today = int(
+                    await session.scalar(
+                        select(func.count())
+                        .select_from(Message)
+                        .where(
+                            col(Message.customer_id) == message.customer_id,
+                            col(Message.channel) == message.channel,
+                            col(Message.kind).in_(CUSTOMER_KINDS),
+                            # Sent in the last day, or being sent and claimed before this
+                            # one: a batch of one customer's messages is counted in order.
+                            or_(
+                                and_(
+                                    col(Message.status) == "sent",
+                                    col(Message.sent_at) > self.now() - dt.timedelta(days=1),
+                                ),
+                                and_(
+                                    col(Message.status) == "sending", col(Message.id) < message.id
+                                ),
+                            ),
+                        )
+                    )
+                    or 0
+                )
+            session.expunge_all()
+            return Loaded(message, customer, invoices, opted_out, endpoint, sent_today)
+
+    # --- performing ------------------------------------------------------------------------
+
+    async def _perform(self, loaded: Loaded) -> Outcome:
+        message = loaded.message
+        if message.channel == "webhook":
+            return await self._webhook(loaded)
+        customer = loaded.customer
+        if customer is None:
+            return Outcome("failed", reason=f"customer {message.customer_id} is not known")
+        now = self.now()
+        today = local_today(customer, now)
+
+        # The last look: never dun a paid, voided, written-off or disputed invoice.
+        views = [invoice_view(inv, today) for inv in loaded.invoices.values()]
+        if message.kind == "reminder":
+            listed = [i["invoice_id"] for i in message.data.get("invoices", [])]
+            closed = {
+                i: f"{inv.status} in notify's projection"
+                for i, inv in loaded.invoices.items()
+                if inv.status in {"paid", "void", "written_off", "disputed"} or inv.balance <= 0
+            }
+            try:
+                states = await self.last_look.states([i for i in listed if i not in closed])
+            except LastLookUnavailable as exc:
+                return Outcome(
+                    "retry", reason=f"last look unavailable: {exc}", not_before=now + retry_delay(1)
+                )
+            for invoice_id, state in states.items():
+                if not state.owed:
+                    closed[invoice_id] = f"{state.status} (balance {state.balance}) per invoice API"
+            owed = {i: s.balance for i, s in states.items() if s.owed and i not in closed}
+            if not owed:
+                reasons = "; ".join(f"{i}: {why}" for i, why in sorted(closed.items()))
+                log.info("sender.reminder_skipped", message_id=message.id, reason=reasons)
+                return Outcome("skipped", reason=f"nothing left to remind about - {reasons}")
+            views = reminder_views(message, loaded.invoices, owed, today)
+
+        # A bug upstream must not flood a customer.
+        limit = (
+            self.settings.rate_limit_sms_per_day
+            if message.channel == "sms"
+            else self.settings.rate_limit_email_per_day
+        )
+        if message.kind in CUSTOMER_KINDS and loaded.sent_today >= limit:
+            reason = (
+                f"rate limit: {loaded.sent_today} {message.channel} messages sent to this "
+                f"customer in the last 24 hours (limit {limit})"
+            )
+            return Outcome(
+                "suppressed", reason=reason, alert=f"A {message.kind} was held back: {reason}."
+            )
+
+        if message.kind == "alert":
+            return await self._alert(loaded, customer)
+        if message.channel == "sms":
+            return await self._sms(loaded, customer, views, now)
+        return await self._email(loaded, customer, views)
+
+    def _header_message_id(self, message: Message) -> str:
+        return f"<{message.id}@{self.settings.message_id_domain}>"
+
+    async def _email(
+        self, loaded: Loaded, customer: CustomerProjection, views: list[Any]
+    ) -> Outcome:
+        message = loaded.message
+        contacts = contacts_for(customer, message, channel="email", opted_out=loaded.opted_out)
+        recipients = [
+            Recipient(c["id"], c.get("name") or "", c["email"], c.get("role") or "")
+            for c in contacts
+        ]
+        cc = (
+            list((customer.invoice_preferences or {}).get("cc") or [])
+            if message.kind == "invoice"
+            else []
+        )
+        if not recipients:
+            reason = "no contact with a deliverable email address for this message"
+            return Outcome(
+                "failed", reason=reason, alert=f"The {message.kind} could not be sent: {reason}."
+            )
+        unsubscribe = (
+            self.links.unsubscribe_url(recipients[0].contact_id or "", customer.id)
+            if message.kind in OPTIONAL_KINDS
+            else None
+        )
+        extra = dict(message.data)
+        ctx = context_for(
+            message,
+            customer,
+            views,
+            channel="email",
+            company_name=self.settings.company_name,
+            recipient_name=recipients[0].name or None,
+            reply_urls=self.links.reply_urls(message.id, customer.id)
+            if message.kind == "reminder"
+            else None,
+            unsubscribe_url=unsubscribe,
+            extra=extra,
+        )
+        try:
+            rendered = self.renderer.render(ctx)
+            attachments: list[Attachment] = []
+            if message.kind == "invoice":
+                for view in views:
+                    pdf = invoice_pdf(view, ctx.customer, self.settings.company_name)
+                    attachments.append(
+                        Attachment(f"invoice-{view.number}.pdf", "application/pdf", pdf)
+                    )
+        except TemplateError as exc:
+            return Outcome(
+                "failed",
+                reason=f"template: {exc}",
+                alert=f"A {message.kind} could not be rendered: {exc}.",
+            )
+        headers = {"X-Duewise-Message": message.id}
+        if unsubscribe:
+            headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        mail = OutgoingEmail(
+            message_id=self._header_message_id(message),
+            from_addr=self.settings.mail_from,
+            to=[_address(r) for r in recipients],
+            cc=cc,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=attachments,
+            headers=headers,
+        )
+        return await self._smtp(message, mail, recipients, rendered)
+
+    async def _alert(self, loaded: Loaded, customer: CustomerProjection) -> Outcome:
+        message = loaded.message
+        owner = customer.owner or ""
+        address = owner if "@" in owner else self.settings.collections_email
+        recipient = Recipient(None, owner or "collections", address, "collector")
+        extra = {
+            "title": message.data.get("title", "Alert"),
+            "detail": message.data.get("detail", ""),
+            "customer_url": f"{self.settings.public_url.rstrip('/')}/customers/{customer.id}",
+        }
+        ctx = context_for(
+            message,
+            customer,
+            [],
+            channel="email",
+            company_name=self.settings.company_name,
+            recipient_name=owner or None,
+            extra=extra,
+        )
+        try:
+            rendered = self.renderer.render(
+                ctx.model_copy(
+                    update={"customer": ctx.customer.model_copy(update={"locale": "en-US"})}
+                )
+            )
+        except TemplateError as exc:
+            return Outcome("failed", reason=f"template: {exc}")
+        mail = OutgoingEmail(
+            message_id=self._header_message_id(message),
+            from_addr=self.settings.mail_from,
+            to=[address],
+            cc=[],
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=[],
+            headers={"X-Duewise-Message": message.id},
+        )
+        return await self._smtp(message, mail, [recipient], rendered)
+
+    async def _smtp(
+        self, message: Message, mail: OutgoingEmail, recipients: list[Recipient], rendered: Rendered
+    ) -> Outcome:
+        by_address = {r.address.lower(): r for r in recipients}
+        try:
+            result = await self.email.send(mail)
+        except SendError as exc:
+            undeliverable = {
+                r.contact_id: f"{code} {text_}"
+                for addr, (code, text_) in exc.refused.items()
+                if (r := by_address.get(addr.lower())) is not None and r.contact_id and code >= 500
+            }
+            if exc.permanent:
+                return Outcome(
+                    "failed",
+                    reason=f"refused: {exc.detail}",
+                    response=exc.detail,
+                    recipients=recipients,
+                    rendered=rendered,
+                    header_message_id=mail.message_id,
+                    undeliverable=undeliverable,
+                    alert=f"The {message.kind} was refused by the mail server: {exc.detail}.",
+                )
+            return Outcome(
+                "retry",
+                reason=f"transient: {exc.detail}",
+                response=exc.detail,
+                not_before=self.now() + retry_delay(message.attempts),
+            )
+        undeliverable = {
+            r.contact_id: f"{code} {text_}"
+            for addr, (code, text_) in result.refused.items()
+            if (r := by_address.get(addr.lower())) is not None and r.contact_id and code >= 500
+        }
+        accepted = {a.lower() for a in result.accepted}
+        return Outcome(
+            "sent",
+            response=result.response,
+            recipients=[r for r in recipients if r.address.lower() in accepted] or recipients,
+            rendered=rendered,
+            header_message_id=mail.message_id,
+            undeliverable=undeliverable,
+            alert=(
+                f"Some recipients of the {message.kind} were refused: "
+                + ", ".join(f"{a} ({c} {t})" for a, (c, t) in result.refused.items())
+                if undeliverable
+                else None
+            ),
+        )
+
+    async def _sms(
+        self, loaded: Loaded, customer: CustomerProjection, views: list[Any], now: dt.datetime
+    ) -> Outcome:
+        message = loaded.message
+        quiet = quiet_until(
+            now,
+            customer.timezone or "UTC",
+            dt.time(self.settings.sms_quiet_start_hour),
+            dt.time(self.settings.sms_quiet_end_hour),
+        )
+        if quiet is not None:
+            return Outcome(
+                "defer", reason="quiet hours in the customer's time zone", not_before=quiet
+            )
+        contacts = contacts_for(customer, message, channel="sms", opted_out=loaded.opted_out)
+        undeliverable: dict[str, str] = {}
+        recipients: list[Recipient] = []
+        for c in contacts:
+            try:
+                recipients.append(
+                    Recipient(
+                        c["id"],
+                        c.get("name") or "",
+                        to_e164(c["phone"], customer.country),
+                        c.get("role") or "",
+                    )
+                )
+            except InvalidPhone as exc:
+                undeliverable[c["id"]] = str(exc)
+        if not recipients:
+            reason = "no contact with a valid mobile number for this message"
+            return Outcome(
+                "failed",
+                reason=reason,
+                undeliverable=undeliverable,
+                alert=f"The {message.kind} SMS could not be sent: {reason}.",
+            )
+        ctx = context_for(
+            message,
+            customer,
+            views,
+            channel="sms",
+            company_name=self.settings.company_name,
+            recipient_name=recipients[0].name or None,
+            extra=dict(message.data),
+        )
+        try:
+            rendered = self.renderer.render(ctx)
+        except TemplateError as exc:
+            return Outcome(
+                "failed", reason=f"template: {exc}", alert=f"An SMS could not be rendered: {exc}."
+            )
+        answers: list[str] = []
+        for r in recipients:
+            try:
+                result = await self.sms.send(
+                    r.address, rendered.text, idempotency_key=f"{message.id}:{r.contact_id}"
+                )
+                answers.append(f"{r.contact_id}: {result.status} {result.provider_id}")
+            except SmsError as exc:
+                if exc.permanent and r.contact_id:
+                    undeliverable[r.contact_id] = exc.detail
+                    continue
+                if answers:  # part went out: record it rather than sending it twice
+                    answers.append(f"{r.contact_id}: {exc.detail}")
+                    continue
+                return Outcome(
+                    "retry",
+                    reason=f"transient: {exc.detail}",
+                    response=exc.detail,
+                    not_before=self.now() + retry_delay(message.attempts),
+                )
+        if not answers:
+            return Outcome(
+                "failed",
+                reason="every number was refused",
+                recipients=recipients,
+                rendered=rendered,
+                undeliverable=undeliverable,
+                alert="An SMS was refused for every number.",
+            )
+        return Outcome(
+            "sent",
+            response="; ".join(answers),
+            recipients=recipients,
+            rendered=rendered,
+            undeliverable=undeliverable,
+        )
+
+    async def _webhook(self, loaded: Loaded) -> Outcome:
+        message, endpoint = loaded.message, loaded.endpoint
+        if endpoint is None or not endpoint.enabled:
+            return Outcome("skipped", reason="webhook endpoint disabled or deleted")
+        payload = json.dumps(message.data, separators=(",", ":"), sort_keys=True).encode()
+        try:
+            result = await self.webhooks.send(
+                endpoint.url,
+                endpoint.secret,
+                msg_id=message.id,
+                timestamp=self.now(),
+                payload=payload,
+            )
+        except TargetRefused as exc:
+            return Outcome("failed", reason=f"target refused: {exc}")
+        except WebhookError as exc:
+            return self._webhook_retry(message, exc.detail)
+        response = f"{result.status_code} {result.body_excerpt[:200]}"
+        if result.ok:
+            return Outcome("sent", response=response)
+        if result.gone:
+            return Outcome(
+                "failed",
+                reason="410 Gone: endpoint disabled",
+                response=response,
+                endpoint_gone=True,
+            )
+        return self._webhook_retry(message, response)
+
+    def _webhook_retry(self, message: Message, detail: str) -> Outcome:
+        delay = backoff(message.attempts)
+        if delay is None:
+            return Outcome("failed", reason=f"gave up after {message.attempts} attempts: {detail}")
+        return Outcome(
+            "retry", reason=f"transient: {detail}", response=detail, not_before=self.now() + delay
+        )
+
+    # --- marking ---------------------------------------------------------------------------
+
+    async def _mark(self, message: Message, outcome: Outcome) -> None:
+        now = self.now()
+        status = outcome.status
+        if status == "retry" and message.attempts >= self.settings.sender_max_attempts:
+            status, outcome.reason = (
+                "failed",
+                f"gave up after {message.attempts} attempts: {outcome.reason}",
+            )
+            outcome.alert = (
+                outcome.alert or f"A {message.kind} could not be delivered: {outcome.reason}."
+            )
+        values: dict[str, Any] = {
+            "status": "pending" if status in {"retry", "defer"} else status,
+            "reason": outcome.reason,
+            "provider_response": outcome.response,
+            "lease_until": None,
+            "updated_at": now,
+        }
+        if status in {"retry", "defer"}:
+            values["not_before"] = outcome.not_before or now
+        if status == "defer":  # waiting for the customer's morning is not a failed attempt
+            values["attempts"] = Message.attempts - 1
+        if outcome.rendered is not None:
+            values.update(
+                subject=outcome.rendered.subject,
+                body_text=outcome.rendered.text,
+                body_html=outcome.rendered.html,
+                header_message_id=outcome.header_message_id,
+                recipients=[r.as_json() for r in outcome.recipients],
+            )
+        if status == "sent":
+            values["sent_at"] = now
+        async with self.sessions() as session, session.begin():
+            marked = await session.execute(
+                update(Message)
+                .where(
+                    col(Message.id) == message.id,
+                    col(Message.status) == "sending",
+                    col(Message.attempts) == message.attempts,
+                )
+                .values(**values)
+            )
+            if not getattr(marked, "rowcount", 0):
+                # Our lease ran out and another sender took the message over: it marks it.
+                log.warning("sender.lost_claim", message_id=message.id, outcome=status)
+                return
+            session.add(
+                DeliveryAttempt(
+                    message_id=message.id,
+                    attempt=message.attempts,
+                    outcome={"retry": "transient", "defer": "deferred"}.get(status, status),
+                    response=(outcome.response or outcome.reason or "")[:2000],
+                    at=now,
+                )
+            )
+            await self._consequences(session, message, outcome, status, now)
+        log.info(
+            "sender.marked",
+            message_id=message.id,
+            kind=message.kind,
+            channel=message.channel,
+            status=status,
+            reason=outcome.reason,
+        )
+
+    async def _consequences(
+        self,
+        session: AsyncSession,
+        message: Message,
+        outcome: Outcome,
+        status: str,
+        now: dt.datetime,
+    ) -> None:
+        """Events, undeliverable contacts, alerts and disabled endpoints, with the mark."""
+        if outcome.endpoint_gone and message.target:
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(col(WebhookEndpoint.id) == message.target)
+                .values(
+                    enabled=False, disabled_reason="the receiver answered 410 Gone", updated_at=now
+                )
+            )
+        if message.channel == "webhook" or message.customer_id is None:
+            return  # webhook deliveries raise no events: they would be delivered as webhooks
+        if status == "sent":
+            await OUTBOX.add(
+                session,
+                MessageSent(
+                    customer_id=message.customer_id,
+                    message_id=message.id,
+                    kind=message.kind,
+                    channel=message.channel,
+                    cause_type=message.cause_type,
+                    cause_id=message.cause_id,
+                    contact_ids=[r.contact_id for r in outcome.recipients if r.contact_id],
+                    invoice_ids=list(message.invoice_ids),
+                    step_key=message.step_key,
+                    sent_at=now,
+                ),
+            )
+        elif status in {"failed", "suppressed"}:
+            await OUTBOX.add(
+                session,
+                MessageFailed(
+                    customer_id=message.customer_id,
+                    message_id=message.id,
+                    kind=message.kind,
+                    channel=message.channel,
+                    reason=outcome.reason or status,
+                    permanent=True,
+                    failed_at=now,
+                ),
+            )
+        for contact_id, why in outcome.undeliverable.items():
+            await mark_undeliverable(session, message, contact_id, why, now)
+        if outcome.alert and message.kind != "alert":
+            await enqueue(
+                session,
+                key=f"alert:{status}:{message.id}:{message.attempts}",
+                kind="alert",
+                channel="email",
+                cause_type=f"message.{status}",
+                cause_id=message.id,
+                customer_id=message.customer_id,
+                invoice_ids=list(message.invoice_ids),
+                data={"title": f"Message {status}: {message.kind}", "detail": outcome.alert},
+            )
+
+
+def _address(recipient: Recipient) -> str:
+    from email.utils import formataddr
+
+    return formataddr((recipient.name, recipient.address)) if recipient.name else recipient.address
