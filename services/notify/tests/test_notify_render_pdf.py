@@ -144,3 +144,21 @@ def test_pdf_is_fast() -> None:
         invoice_pdf(invoice, customer)
     per_pdf_ms = (time.process_time() - start) / runs * 1000
     assert per_pdf_ms < 50, f"{per_pdf_ms:.1f} ms per PDF"
+
+
+@pytest.mark.parametrize("style", ["", "B"])
+@pytest.mark.parametrize("size", [9, 16])
+def test_fast_text_width_matches_fpdf(style: str, size: int) -> None:
+    from fpdf import FPDF
+    from notify.render.pdf import _width, pdf_text
+
+    pdf = FPDF()
+    pdf.core_fonts_encoding = "windows-1252"
+    pdf.add_page()
+    pdf.set_font("Helvetica", style, size)
+    for text in (
+        "1.234,56\xa0€",
+        "Date d\u2019échéance",
+        pdf_text("1\u202f234,56\xa0€ \u2013 “x” …"),
+    ):
+        assert _width(pdf, text) == pytest.approx(pdf.get_string_width(text))
