@@ -44,12 +44,6 @@ class ThingCreate(BaseModel):
     name: str
 
 
-class TokenCreate(BaseModel):
-    name: str
-    role: str
-    scopes: list[str] | None = None
-
-
 def build_app(engine: AsyncEngine) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
@@ -81,16 +75,5 @@ def build_app(engine: AsyncEngine) -> FastAPI:
         async with session.begin():
             return await idem.run(session, 201, produce)
 
-    @app.post("/tokens", status_code=201)
-    async def tokens(
-        data: TokenCreate,
-        session: SessionDep,
-        _: Annotated[Principal, Depends(AUTH.require("tokens:admin"))],
-    ) -> dict[str, Any]:
-        async with session.begin():
-            row, plaintext = await AUTH.create_token(
-                session, name=data.name, role=data.role, scopes=data.scopes
-            )
-        return {"id": row.id, "scopes": row.scopes, "token": plaintext}
-
+    app.include_router(AUTH.router())
     return app

@@ -124,3 +124,25 @@ def test_configuration_is_checked_up_front() -> None:
     auth = TokenAuth(table, scopes={"a:read": "a"}, role_scopes={"x": frozenset({"a:read"})})
     with pytest.raises(ValueError, match="unknown scope"):
         auth.require("a:write")
+
+
+async def test_the_token_routes(admin: httpx.AsyncClient, anon: httpx.AsyncClient) -> None:
+    r = await admin.post("/tokens", json={"name": "erp", "role": "service"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["name"], body["role"], body["scopes"]) == ("erp", "service", [])
+    assert body["token"].startswith("dw_")
+    service = {"Authorization": f"Bearer {body['token']}"}
+    r = await anon.get("/tokens/me", headers=service)
+    assert r.json() == {
+        "id": body["id"],
+        "name": "erp",
+        "role": "service",
+        "scopes": ["things:read", "things:write"],
+    }
+    r = await anon.post("/tokens", json={"name": "x", "role": "reader"}, headers=service)
+    assert r.status_code == 403
+    assert "tokens:admin" in r.json()["detail"]
+    r = await admin.post("/tokens", json={"name": "x", "role": "service", "extra": 1})
+    assert r.status_code == 422
+    assert (await anon.get("/tokens/me")).status_code == 401

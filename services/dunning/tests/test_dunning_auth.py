@@ -83,3 +83,22 @@ async def test_idempotency_records_keep_method_and_path(
     async with maker() as session:
         row = (await session.execute(text("SELECT method, path FROM idempotency_record"))).one()
     assert tuple(row) == ("POST", path)
+
+
+async def test_admins_create_tokens_over_http(
+    dunning_app: FastAPI, dclient: httpx.AsyncClient
+) -> None:
+    r = await dclient.post("/v1/tokens", json={"name": "collector ui", "role": "collector"})
+    assert r.status_code == 201, r.text
+    headers = {"Authorization": f"Bearer {r.json()['token']}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=dunning_app), base_url="http://dunning.test"
+    ) as anon:
+        me = (await anon.get("/v1/tokens/me", headers=headers)).json()
+        assert (me["role"], me["scopes"]) == ("collector", ["ar:read", "customers:act"])
+        r = await anon.post("/v1/tokens", json={"name": "x", "role": "admin"}, headers=headers)
+        assert r.status_code == 403
+    r = await dclient.post(
+        "/v1/tokens", json={"name": "x", "role": "collector", "scopes": ["policies:write"]}
+    )
+    assert (r.status_code, r.json()["field"]) == (422, "scopes")

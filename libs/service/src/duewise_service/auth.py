@@ -15,6 +15,7 @@ migration) and its own scopes; a service module reads:
     CurrentPrincipal = Annotated[Principal, Depends(AUTH.current_principal)]
     CanWriteThings = Annotated[Principal, Depends(AUTH.require("things:write"))]
     # lifespan: app.state.token_cache = TokenCache(); await AUTH.upsert_admin_token(s, tok)
+    # routes: v1.include_router(AUTH.router())   # POST /tokens (tokens:admin), GET /tokens/me
 
 A token row with no scopes gets its role's scopes (`ROLE_SCOPES[role]`); with scopes, just
 those (each must be allowed for the role). Verified tokens are cached per app when
@@ -33,7 +34,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     Column,
     DateTime,
@@ -103,6 +105,25 @@ class TokenRecord:
     role: str
     scopes: list[str]
     created_at: dt.datetime
+
+
+class TokenCreate(BaseModel):
+    """A request for a new token: a role, and optionally fewer scopes than the role has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str
+    scopes: list[str] | None = None
+
+
+class TokenCreated(BaseModel):
+    id: str
+    name: str
+    role: str
+    scopes: list[str]
+    created_at: dt.datetime
+    token: str = Field(description="the plaintext token; shown once, stored only hashed")
 
 
 class TokenCache:
@@ -264,3 +285,43 @@ class TokenAuth:
             created_at=created_at,
         )
         return record, plaintext
+
+    def router(self, *, admin_scope: str = "tokens:admin") -> APIRouter:
+        """`POST /tokens` (needs `admin_scope`; the plaintext is returned once) and
+        `GET /tokens/me` (the calling token's id, name, role and scopes)."""
+        can_admin = self.require(admin_scope)
+        router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+        @router.post("", status_code=201, response_model=TokenCreated)
+        async def new_token(
+            data: TokenCreate,
+            session: SessionDep,
+            _: Annotated[Principal, Depends(can_admin)],
+        ) -> TokenCreated:
+            """Create a token for a role; copy `token` now, it is stored only as a hash."""
+            async with session.begin():
+                row, plaintext = await self.create_token(
+                    session, name=data.name, role=data.role, scopes=data.scopes
+                )
+            return TokenCreated(
+                id=row.id,
+                name=row.name,
+                role=row.role,
+                scopes=row.scopes,
+                created_at=row.created_at,
+                token=plaintext,
+            )
+
+        @router.get("/me")
+        async def whoami(
+            principal: Annotated[Principal, Depends(self.current_principal)],
+        ) -> dict[str, object]:
+            """The calling token's id, name, role and scopes."""
+            return {
+                "id": principal.token_id,
+                "name": principal.name,
+                "role": principal.role,
+                "scopes": sorted(principal.scopes),
+            }
+
+        return router

@@ -19,6 +19,7 @@ SCOPES: dict[str, str] = {
     "customers:act": "act on a customer: promises to pay, pauses, credit holds",
     "ar:read": "read policies, stages, timelines and dry-run previews",
     "clock:admin": "move the settable clock (never in production)",
+    "tokens:admin": "create API tokens",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),

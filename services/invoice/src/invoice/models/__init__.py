@@ -6,14 +6,7 @@ from duewise_events.outbox import Outbox
 from duewise_events.tables import inbox_table, outbox_table
 from sqlmodel import SQLModel
 
-from invoice.models.auth import (
-    API_TOKEN_TABLE,
-    IDEMPOTENCY_TABLE,
-    Role,
-    TokenCreate,
-    TokenCreated,
-    TokenPublic,
-)
+from invoice.models.auth import API_TOKEN_TABLE, IDEMPOTENCY_TABLE
 from invoice.models.common import Money, PositiveMoney, currency_exponent, new_id, utcnow
 from invoice.models.customers import (
     Contact,
@@ -102,11 +95,7 @@ __all__ = [
     "PaymentPublic",
     "PaymentReverse",
     "PositiveMoney",
-    "Role",
     "SQLModel",
-    "TokenCreate",
-    "TokenCreated",
-    "TokenPublic",
     "VoidRequest",
     "WriteOffRequest",
     "currency_exponent",
