@@ -193,7 +193,7 @@ async def step_recovery(session: AsyncSession, days: int) -> list[dict[str, Any]
             "  SELECT DISTINCT ON (pay.id) pay.id, pay.currency, pay.amount, r.id AS reminder,"
             "    r.step_key"
             "  FROM pay JOIN reminder_log r ON r.customer_id = pay.customer_id"
-            '    AND pay."on" BETWEEN r."on" AND r."on" + :days'
+            '    AND pay."on" BETWEEN r."on" AND r."on" + CAST(:days AS integer)'
             "    AND (cardinality(r.invoice_ids) = 0 OR pay.invoice_id = ANY(r.invoice_ids))"
             '  ORDER BY pay.id, r."on" DESC, r.id DESC) '
             "SELECT step_key, currency, count(DISTINCT reminder), sum(amount) FROM hit "
