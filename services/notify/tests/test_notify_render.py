@@ -472,6 +472,23 @@ def test_override_files_take_effect_without_a_restart(tmp_path: Path) -> None:
     assert renderer.render(_ctx()).subject.startswith("Invoice INV-7")
 
 
+def test_template_filters_use_each_customers_locale_and_time_zone(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "manual.txt.j2").write_text(
+        "{{ extra.at|date('short') }} {{ money(150, currency) }} {{ 150|money('JPY') }}",
+        encoding="utf-8",
+    )
+    renderer = Renderer(override_dir=tmp_path)
+    at = dt.datetime(2026, 3, 5, 23, 30, tzinfo=dt.UTC)
+    extra = {"subject": "s", "body": "b", "at": at}
+    tokyo = _ctx("manual", customer=_customer(timezone="Asia/Tokyo"), extra=extra)
+    assert renderer.render(tokyo).text == "3/6/26, 8:30\u202fAM €1.50 ¥150\n"
+    new_york = _ctx(
+        "manual", customer=_customer(locale="en-GB", timezone="America/New_York"), extra=extra
+    )
+    assert renderer.render(new_york).text == "05/03/2026, 18:30 €1.50 JP¥150\n"
+
+
 def test_override_folder_can_add_a_locale(tmp_path: Path) -> None:
     (tmp_path / "es").mkdir()
     for part, body in (("subject", "Factura {{ invoice.number }}"), ("txt", "Hola {{ name }}")):

@@ -16,16 +16,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from babel import Locale
 from jinja2 import (
     BaseLoader,
     Environment,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
+    pass_context,
 )
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.loaders import split_template_path
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from notify.render.context import KINDS, REPLY_REASONS, TONES, InvoiceView, MessageContext
@@ -37,7 +38,6 @@ DEFAULT_PAYMENT_LINK = (
     "https://pay.example.com/{{ customer.id }}?invoice={{ invoice.number if invoice else '' }}"
 )
 
-_MAX_ENVS = 256
 _FILE = re.compile(r"^(?P<name>[a-z][a-z_]*)\.(?P<part>subject|txt|html|sms)\.j2$")
 
 
@@ -116,6 +116,18 @@ class _FolderChain(BaseLoader):
         raise TemplateNotFound(template)
 
 
+@pass_context
+def _money(context: Context, amount_minor: int, currency: str) -> str:
+    """`amount|money(currency)`: minor units in the customer's locale."""
+    return format_money(amount_minor, currency, context["_locale"])
+
+
+@pass_context
+def _date(context: Context, value: dt.date | dt.datetime, format: str = "long") -> str:
+    """`d|date("long")`: a date, or an instant in the customer's time zone, in their locale."""
+    return format_date(value, format, context["_locale"], context["_timezone"])
+
+
 def _autoescape(name: str | None) -> bool:
     return name is not None and name.endswith(".html.j2")
 
@@ -163,7 +175,7 @@ class Renderer:
         payment_link_template: str = DEFAULT_PAYMENT_LINK,
     ) -> None:
         self._override = Path(override_dir) if override_dir is not None else None
-        self._envs: dict[tuple[str, str, str], Environment] = {}
+        self._envs: dict[str, Environment] = {}  # one per locale folder: compiled once
         link_env = Environment(undefined=StrictUndefined, autoescape=False)
         try:
             self._link = link_env.from_string(payment_link_template)
@@ -175,7 +187,7 @@ class Renderer:
     def render(self, ctx: MessageContext) -> Rendered:
         """Render the message for its kind, tone, channel and the customer's locale."""
         locale_dir, name = self._resolve(ctx)
-        env = self._env(locale_dir, ctx.customer.locale, ctx.customer.timezone)
+        env = self._env(locale_dir)
         variables = self._variables(ctx)
         if ctx.channel == "sms":
             text = self._render(env, f"{name}.sms.j2", locale_dir, variables)
@@ -272,17 +284,13 @@ class Renderer:
             f"(looked in {', '.join(locale_chain(ctx.customer.locale))})",
         )
 
-    def _env(self, locale_dir: str, customer_locale: str, timezone: str) -> Environment:
-        key = (locale_dir, customer_locale, timezone)
-        env = self._envs.get(key)
+    def _env(self, locale_dir: str) -> Environment:
+        env = self._envs.get(locale_dir)
         if env is None:
-            if len(self._envs) >= _MAX_ENVS:
-                self._envs.clear()
-            env = self._make_env(locale_dir, babel_locale(customer_locale), timezone)
-            self._envs[key] = env
+            env = self._envs[locale_dir] = self._make_env(locale_dir)
         return env
 
-    def _make_env(self, locale_dir: str, loc: Locale, timezone: str) -> Environment:
+    def _make_env(self, locale_dir: str) -> Environment:
         folders = [root / sub for sub in locale_chain(locale_dir) for root in self._roots()]
         folders += self._roots()
         env = Environment(
@@ -294,19 +302,9 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-
-        def money(amount_minor: int, currency: str) -> str:
-            return format_money(amount_minor, currency, loc)
-
-        def date(value: dt.date | dt.datetime, format: str = "long") -> str:
-            return format_date(value, format, loc, timezone)
-
-        env.filters["money"] = money
-        env.globals["money"] = money
-        env.filters["date"] = date
-        env.globals["date"] = date
+        env.filters["money"] = env.globals["money"] = _money
+        env.filters["date"] = env.globals["date"] = _date
         env.filters["paragraphs"] = _paragraphs
-        env.globals["locale_tag"] = str(loc)
         return env
 
     # -- rendering ----------------------------------------------------------------------------
@@ -317,8 +315,12 @@ class Renderer:
         def payment_url(invoice: InvoiceView | None = None) -> str:
             return self.payment_url(ctx, invoice)
 
+        loc = babel_locale(customer.locale)
         return {
             **{name: getattr(ctx, name) for name in MessageContext.model_fields},
+            "_locale": loc,
+            "_timezone": customer.timezone,
+            "locale_tag": str(loc),
             "ctx": ctx,
             "invoice": ctx.invoices[0] if ctx.invoices else None,
             "name": ctx.recipient_name or customer.name,
