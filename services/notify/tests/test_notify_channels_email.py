@@ -165,6 +165,45 @@ async def test_message_arrives_whole() -> None:
     assert pdf.get_payload(decode=True) == PDF
 
 
+async def test_awkward_content_survives_the_trip() -> None:
+    text = ".\nA line with a lone dot above.\r\nTrailing space \n=_ not a boundary\n" + "x" * 300
+    html = "<p>=3D is not an escape here</p>\n.\n"
+    pdf = bytes(range(256)) * 40
+    long_url = "https://notify.example/unsubscribe/" + "a" * 120
+    handler = Recorder()
+    with smtp_server(handler) as server:
+        sender = sender_for(server)
+        await sender.send(
+            outgoing(
+                text=text,
+                html=html,
+                attachments=[
+                    Attachment('Inv "7".pdf', "application/pdf", pdf),
+                    Attachment("notes.txt", "text/plain; bad", b"hello"),
+                ],
+                headers={
+                    "List-Unsubscribe": f"<{long_url}>, <mailto:u@acme.example?subject=unsubscribe>"
+                },
+            )
+        )
+        await sender.aclose()
+    raw = handler.received[0][2]
+    long_lines = [line for line in raw.split(b"\r\n") if len(line) > 78]
+    assert long_lines == [f"List-Unsubscribe: <{long_url}>,".encode()]  # nowhere to fold
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    plain = msg.get_body(preferencelist=("plain",))
+    rich = msg.get_body(preferencelist=("html",))
+    assert plain is not None
+    assert rich is not None
+    assert plain.get_content().replace("\r\n", "\n") == text.replace("\r\n", "\n")
+    assert rich.get_content().replace("\r\n", "\n") == html
+    first, second = msg.iter_attachments()
+    assert first.get_filename() == 'Inv "7".pdf'
+    assert first.get_payload(decode=True) == pdf
+    assert second.get_content_type() == "application/octet-stream"  # not a valid type
+    assert msg["List-Unsubscribe"] == f"<{long_url}>, <mailto:u@acme.example?subject=unsubscribe>"
+
+
 async def test_text_only_message_is_single_part() -> None:
     sender = SmtpSender(host="127.0.0.1", port=25, from_addr="b@acme.example")
     raw = sender.build(outgoing(html=None, attachments=[], headers={}))
@@ -180,6 +219,9 @@ async def test_text_only_message_is_single_part() -> None:
         {"message_id": "msg-1@acme.example"},
         {"headers": {"Subject": "override"}},
         {"headers": {"X-Evil": "a\r\nBcc: victim@example.com"}},
+        {"headers": {"X-Evil:\r\nBcc": "victim@example.com"}},
+        {"subject": "Hi\nBcc: victim@example.com"},
+        {"to": ["a@b.example\r\nBcc: victim@example.com"]},
     ],
 )
 def test_build_refuses_malformed_messages(changes: dict[str, Any]) -> None:
