@@ -14,7 +14,7 @@ import pytest
 from duewise_dev.pytest_plugin import free_port
 from e2e_stack import ROOT, TOKEN
 
-READY_URLS = ("http://127.0.0.1:8001/readyz", "http://127.0.0.1:8002/readyz")
+READY_URLS = tuple(f"http://127.0.0.1:{port}/readyz" for port in (8001, 8002, 8003, 8004))
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +26,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")  # the embedded default
     }
+    catcher_port = free_port()
+    env.pop("SMTP_URL", None)  # the local catcher, as on a fresh machine
     env.update(
         DUEWISE_ADMIN_TOKEN=TOKEN,
         DUEWISE_PG_PORT=str(free_port()),
         DUEWISE_KAFKA_PORT=str(kafka_port),
+        DUEWISE_SMTP_PORT=str(free_port()),
+        DUEWISE_CATCHER_PORT=str(catcher_port),
     )
     log = (data_dir / "stack.out").open("wb")
     proc = subprocess.Popen(
@@ -40,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while True:
             assert proc.poll() is None, (data_dir / "stack.out").read_text()
             try:
@@ -50,7 +54,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                 pass
             assert time.monotonic() < deadline, (data_dir / "stack.out").read_text()
             time.sleep(0.3)
-        yield {"bootstrap": f"127.0.0.1:{kafka_port}", "out": str(data_dir / "stack.out")}
+        yield {
+            "bootstrap": f"127.0.0.1:{kafka_port}",
+            "out": str(data_dir / "stack.out"),
+            "catcher": f"http://127.0.0.1:{catcher_port}",
+        }
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         try:

@@ -15,6 +15,7 @@ SCOPES: dict[str, str] = {
     "messages:write": "send manual messages, preview templates, log responses",
     "webhooks:admin": "register and remove webhook endpoints",
     "bounces:write": "report bounces (delivery status notifications)",
+    "tokens:admin": "create API tokens",
 }
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),

@@ -34,7 +34,7 @@ from duewise_events.catalogue import (
     RiskSignalRaised,
 )
 from duewise_events.envelope import Envelope
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -48,6 +48,10 @@ from notify.models import (
     utcnow,
 )
 from notify.service.enqueue import enqueue
+
+#: The first key of the per-customer advisory lock (the second is a hash of the id).
+CUSTOMER_LOCK = 0x0D0E_4003
+
 
 # --- holding what arrives early ----------------------------------------------------------
 
@@ -465,6 +469,12 @@ async def apply(session: AsyncSession, event: Event, event_id: str) -> None:
 async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> None:
     """The EventConsumer's entry point: webhooks first (they need no projection), then the
     projections and messages."""
+    # One customer's events come from several topics, worked concurrently. Without this
+    # lock a reminder could be held for a customer created in a concurrent transaction
+    # that looked for held events before the hold committed, and wait for ever.
+    await session.execute(
+        select(func.pg_advisory_xact_lock(CUSTOMER_LOCK, func.hashtext(envelope.key)))
+    )
     await fan_out(session, envelope)
     await apply(session, event, envelope.id)
 

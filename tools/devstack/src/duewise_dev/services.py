@@ -89,8 +89,8 @@ def python_service(
 SERVICES: tuple[Service, ...] = (
     python_service("invoice", 8001, workers=("relay", "consumer"), example_path="/v1/customers"),
     python_service("dunning", 8002, workers=("relay", "consumer", "scheduler")),
-    # python_service("risk", 8003, workers=("relay", "consumer")),
-    # python_service("notify", 8004, workers=("relay", "consumer")),
+    python_service("risk", 8003, workers=("relay", "consumer")),
+    python_service("notify", 8004, workers=("relay", "consumer", "sender")),
 )
 
 

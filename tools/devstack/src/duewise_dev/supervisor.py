@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ class StackOptions:
     echo: bool = True  # copy children's output, prefixed, to the console
     ready_timeout: float = 60.0
     migrate_timeout: float = 120.0
+    # A real SMTP server to send to; without one, a local catcher (mail and SMS) runs.
+    smtp_url: str | None = None
+    smtp_port: int = 1025
+    catcher_port: int = 8025
 
     @classmethod
     def from_env(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> StackOptions:
@@ -61,7 +66,15 @@ class StackOptions:
             kafka_bootstrap=environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             admin_token=token or secrets.token_urlsafe(32),
             admin_token_generated=not token,
+            smtp_url=environ.get("SMTP_URL") or None,
+            smtp_port=int(environ.get("DUEWISE_SMTP_PORT", "1025")),
+            catcher_port=int(environ.get("DUEWISE_CATCHER_PORT", "8025")),
         )
+
+    @property
+    def catcher(self) -> bool:
+        """Whether the local mail and SMS catcher runs (SMTP_URL unset)."""
+        return self.smtp_url is None
 
     @property
     def log_dir(self) -> Path:
@@ -99,6 +112,22 @@ class Stack:
         await ensure_topics(self.bootstrap, all_topics(opts.services))
         for service in opts.services:
             await ensure_database(self.server_url, service.database)
+        if opts.catcher:
+            await self._start_catcher()
+
+    async def _start_catcher(self) -> None:
+        """The local SMTP and SMS catcher, whose mail the UI (and its own page) shows."""
+        opts = self.options
+        argv = (
+            sys.executable, "-m", "duewise_dev.catcher",
+            "--smtp-port", str(opts.smtp_port), "--http-port", str(opts.catcher_port),
+        )  # fmt: skip
+        child = self._child("catcher", argv, dict(os.environ))
+        self.children.append(child)
+        await child.start()
+        process = Process("catcher", argv, port=opts.catcher_port, ready_path="/healthz")
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            await self._wait_ready(child, process, http)
 
     async def start_services(self) -> None:
         """Migrate each service, then start its processes and wait until they are ready."""
@@ -180,6 +209,9 @@ class Stack:
             wanted.append(("postgres (DUEWISE_PG_PORT)", opts.pg_port))
         if not opts.kafka_bootstrap:
             wanted.append(("kafka (DUEWISE_KAFKA_PORT)", opts.kafka_port))
+        if opts.catcher:
+            wanted.append(("mail catcher SMTP (DUEWISE_SMTP_PORT)", opts.smtp_port))
+            wanted.append(("mail catcher HTTP (DUEWISE_CATCHER_PORT)", opts.catcher_port))
         taken = [f"{name} {port}" for name, port in wanted if not port_is_free(port)]
         if taken:
             raise StartupError(
@@ -188,11 +220,16 @@ class Stack:
             )
 
     def _service_env(self, service: Service) -> dict[str, str]:
-        return service.env(
+        opts = self.options
+        env = service.env(
             server_url=self.server_url,
             kafka_bootstrap=self.bootstrap,
-            admin_token=self.options.admin_token,
+            admin_token=opts.admin_token,
         )
+        if opts.catcher:
+            env["SMTP_URL"] = f"smtp://{LOCALHOST}:{opts.smtp_port}"
+            env["SMS_URL"] = f"http://{LOCALHOST}:{opts.catcher_port}"
+        return env
 
     def _child(self, name: str, argv: tuple[str, ...], env: Mapping[str, str]) -> Child:
         colour = _COLOURS[len(self.children) % len(_COLOURS)]
