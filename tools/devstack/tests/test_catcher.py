@@ -29,7 +29,7 @@ async def catcher() -> AsyncIterator[Catcher]:
 def _mail(to: str, *, pdf: bytes | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "Acme AR <ar@acme.example>"
-    msg["To"] = to
+    msg["To"] = f'"Doe, Jane" <{to}>'
     msg["Subject"] = "Invoice INV-1 <due>"
     msg["Message-ID"] = "<inv-1@acme.example>"
     msg.set_content("Please pay.")
@@ -56,6 +56,7 @@ async def test_mail_is_caught_and_listed_with_its_attachment(catcher: Catcher) -
         assert summary["subject"] == "Invoice INV-1 <due>"
         assert summary["message_id"] == "<inv-1@acme.example>"
         assert summary["recipients"] == ["billing@customer.example"]
+        assert summary["to"] == ['"Doe, Jane" <billing@customer.example>']
         assert summary["attachments"] == ["INV-1.pdf"]
 
         detail = (await http.get(f"/api/messages/{summary['id']}")).json()
@@ -131,6 +132,25 @@ async def test_twilio_shaped_sms(catcher: Catcher) -> None:
         assert [s["sid"] for s in listed] == [body["sid"]]
         assert listed[0]["to"] == "+4915112345678"
         assert "Reminder" in (await http.get(f"{catcher.http_url}/")).text
+
+
+async def test_unknown_charset_is_shown_not_fatal(catcher: Catcher) -> None:
+    raw = (
+        b"From: a@b.example\r\nTo: c@d.example\r\nSubject: odd\r\n"
+        b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\nHallo \xe4\r\n"
+    )
+    await aiosmtplib.send(
+        raw,
+        sender="a@b.example",
+        recipients=["c@d.example"],
+        hostname=catcher.host,
+        port=catcher.smtp_port,
+        start_tls=False,
+    )
+    async with httpx.AsyncClient(base_url=catcher.http_url) as http:
+        [summary] = (await http.get("/api/messages")).json()
+        detail = (await http.get(f"/api/messages/{summary['id']}")).json()
+    assert detail["text"].startswith("Hallo ")
 
 
 async def test_store_is_bounded() -> None:

@@ -25,7 +25,7 @@ import socket
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -65,7 +65,7 @@ class CaughtMail:
             "id": self.id,
             "received": self.received.isoformat(),
             "from": str(msg.get("From", "")),
-            "to": [a.strip() for a in str(msg.get("To", "")).split(",") if a.strip()],
+            "to": [str(addr) for addr in getattr(msg.get("To"), "addresses", ())],
             "recipients": self.rcpt_tos,
             "mail_from": self.mail_from,
             "subject": str(msg.get("Subject", "")),
@@ -79,8 +79,8 @@ class CaughtMail:
         body_html = self.message.get_body(preferencelist=("html",))
         return {
             **self.summary(),
-            "text": text.get_content() if text is not None else None,
-            "html": body_html.get_content() if body_html is not None else None,
+            "text": _content(text),
+            "html": _content(body_html),
             "headers": [[name, str(value)] for name, value in self.message.items()],
             "attachments": [
                 {
@@ -92,6 +92,18 @@ class CaughtMail:
                 for n, part in enumerate(self.attachments())
             ],
         }
+
+
+def _content(part: MIMEPart | None) -> str | None:
+    """A text part's content, even in a charset Python does not know."""
+    if part is None:
+        return None
+    try:
+        content = part.get_content()
+        return content if isinstance(content, str) else None
+    except (LookupError, ValueError):
+        raw = part.get_payload(decode=True)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
 
 
 @dataclass
