@@ -457,6 +457,18 @@ async def test_starttls_and_auth(certificate: tuple[Path, Path], mechanism: str)
     assert all(s.authenticated for s in handler.sessions)
 
 
+async def test_verify_false_accepts_a_self_signed_relay(certificate: tuple[Path, Path]) -> None:
+    handler = Recorder()
+    with smtp_server(handler, tls_context=server_tls(certificate), require_starttls=True) as server:
+        sender = SmtpSender.from_url(
+            f"smtp://127.0.0.1:{server.port}?starttls=true&verify=false",
+            from_addr="b@acme.example",
+        )
+        await sender.send(outgoing())
+        await sender.aclose()
+    assert handler.tls == [True]
+
+
 async def test_starttls_required_but_not_offered() -> None:
     with smtp_server(Recorder()) as server:
         sender = SmtpSender.from_url(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from notify.channels.email import OutgoingEmail
+    from notify.channels.message import OutgoingEmail
 
 __all__ = ["RESERVED_HEADERS", "build_message"]
 
