@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from duewise_events import topic_reader
 from duewise_events.catalogue import INVOICE_EVENTS, dead_letter_topic
@@ -84,8 +85,12 @@ async def _snapshot(maker: async_sessionmaker[AsyncSession], ids: set[str]) -> d
     }
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_rebuild_from_the_topics_gives_the_live_scores(
-    maker: async_sessionmaker[AsyncSession], kafka_bootstrap: str, risk_db_url: str
+    workers: int,
+    maker: async_sessionmaker[AsyncSession],
+    kafka_bootstrap: str,
+    risk_db_url: str,
 ) -> None:
     await ensure_risk_topics(kafka_bootstrap)
     book = _book()
@@ -101,7 +106,7 @@ async def test_rebuild_from_the_topics_gives_the_live_scores(
     kinds = {kind for _, _, kind, *_ in live_view["signals"]}
     assert {"payment_method_switch", "steady_early_payment", "broken_promises"} <= kinds
 
-    result = await rebuild(plain_url(risk_db_url), kafka_bootstrap, TH, group=None)
+    result = await rebuild(plain_url(risk_db_url), kafka_bootstrap, TH, group=None, workers=workers)
     assert result.applied >= sum(len(s.events) for s in book)
     rebuilt = await _snapshot(maker, ids)
     assert rebuilt["scores"] == live_view["scores"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 
 import typer
@@ -89,6 +90,9 @@ def rebuild(
     commit_offsets: bool = typer.Option(
         True, help="point the consumer group at where the rebuild stopped reading"
     ),
+    workers: int = typer.Option(
+        0, help="worker processes folding customers in parallel (0: one per core)"
+    ),
 ) -> None:
     """Rebuild every profile from the topics from the beginning (stop the consumer first).
 
@@ -103,6 +107,7 @@ def rebuild(
             settings.kafka_bootstrap_servers,
             settings.thresholds,
             group=CONSUMER_GROUP if commit_offsets else None,
+            workers=workers or len(os.sched_getaffinity(0)),
         )
     )
     typer.echo(

@@ -55,6 +55,7 @@ from risk.domain.thresholds import DEFAULT, Thresholds
 
 #: Snapshot periods kept for the balance trend (a little over a year).
 SNAPSHOT_PERIODS = 14
+PRUNE_PERIODS = 6
 
 
 def _midnight(d: dt.date) -> dt.datetime:
@@ -109,9 +110,14 @@ def _advance(state: CustomerState, event: Event) -> int:
     instant = instant_of(event)
     if instant is not None:
         instant = instant.astimezone(dt.UTC)
-        if state.now is None or instant > dt.datetime.fromisoformat(state.now):
+        day = instant.date().toordinal()
+        # a later day is later: only an event on the same day needs the full comparison
+        if day < state.day:
+            return state.day
+        if state.now is None or day > state.day or instant > dt.datetime.fromisoformat(state.now):
             state.now = instant.isoformat()
-    return state.today
+            state.day = instant.date().toordinal()
+    return state.day
 
 
 class _Fold:
@@ -446,9 +452,10 @@ def _snapshot(state: CustomerState) -> None:
 
 
 def _prune(state: CustomerState) -> None:
-    """Drop history older than HISTORY_DAYS once per period: states stay small."""
+    """Drop history older than HISTORY_DAYS every PRUNE_PERIODS: states stay small (the
+    windows filter by date, so what waits to be pruned changes nothing but the size)."""
     period = state.today // PERIOD_DAYS
-    if period == state.pruned_period:
+    if period - state.pruned_period < PRUNE_PERIODS:
         return
     state.pruned_period = period
     cutoff = state.today - HISTORY_DAYS

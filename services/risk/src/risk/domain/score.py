@@ -10,12 +10,24 @@ up to 100, so the score is the plain sum of the factors and needs no clamping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from duewise_events.catalogue import RiskBand, ScoreFactor
 
 from risk.domain import metrics as m
 from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
+
+
+def _factor(
+    *, name: str, points: int, explanation: str, evidence: dict[str, Any] | None = None
+) -> ScoreFactor:
+    # Built without validation: every field is typed here, and the score is computed after
+    # every event on the live path (validation was most of its cost).
+    return ScoreFactor.model_construct(
+        name=name, points=points, explanation=explanation, evidence=evidence or {}
+    )
+
 
 #: Each factor's ceiling; they add up to 100.
 CEILINGS: dict[str, int] = {
@@ -53,11 +65,11 @@ def _days_late(s: CustomerState) -> ScoreFactor:
     )
     late = stats.weighted_days_late
     if late is None:
-        return ScoreFactor(
+        return _factor(
             name="days_late", points=0, explanation="No payments to judge lateness by yet."
         )
     points = _cap("days_late", late / 2)
-    return ScoreFactor(
+    return _factor(
         name="days_late",
         points=points,
         explanation=f"Paid on average {late} days {'late' if late > 0 else 'early or on time'}"
@@ -70,7 +82,7 @@ def _overdue_share(s: CustomerState) -> ScoreFactor:
     currency = m.main_currency(s)
     open_, overdue = m.balances(s).get(currency or "", (0, 0))
     share = overdue / open_ if open_ else 0.0
-    return ScoreFactor(
+    return _factor(
         name="overdue_share",
         points=_cap("overdue_share", share * 15),
         explanation=f"{round(share * 100)}% of the open balance is overdue: 15 points at 100%.",
@@ -81,13 +93,13 @@ def _overdue_share(s: CustomerState) -> ScoreFactor:
 def _on_time(s: CustomerState) -> ScoreFactor:
     rate, n = m.on_time_rate(s)
     if rate is None or n < 3:
-        return ScoreFactor(
+        return _factor(
             name="on_time_rate",
             points=0,
             evidence={"invoices_paid": n},
             explanation="Fewer than 3 invoices paid in 12 months to judge by.",
         )
-    return ScoreFactor(
+    return _factor(
         name="on_time_rate",
         points=_cap("on_time_rate", (1 - rate) * 15),
         explanation=f"{round(rate * 100)}% of the {n} invoices paid in 12 months were on "
@@ -99,7 +111,7 @@ def _on_time(s: CustomerState) -> ScoreFactor:
 def _promises(s: CustomerState) -> ScoreFactor:
     broken = m.count_since(s.promises_broken, s.today - YEAR + 1)
     kept = m.count_since(s.promises_kept, s.today - YEAR + 1)
-    return ScoreFactor(
+    return _factor(
         name="broken_promises",
         points=_cap("broken_promises", 5 * broken),
         explanation=f"{broken} promise(s) to pay broken in 12 months ({kept} kept): "
@@ -110,7 +122,7 @@ def _promises(s: CustomerState) -> ScoreFactor:
 
 def _reversals(s: CustomerState) -> ScoreFactor:
     recent = [r for r in s.reversals if r["on"] >= s.today - YEAR + 1]
-    return ScoreFactor(
+    return _factor(
         name="reversed_payments",
         points=_cap("reversed_payments", 5 * len(recent)),
         explanation=f"{len(recent)} payment(s) reversed in 12 months: 5 points each, at most 10.",
@@ -121,9 +133,9 @@ def _reversals(s: CustomerState) -> ScoreFactor:
 def _credit(s: CustomerState) -> ScoreFactor:
     use = m.credit_use(s)
     if use is None:
-        return ScoreFactor(name="credit_limit_use", points=0, explanation="No credit limit set.")
+        return _factor(name="credit_limit_use", points=0, explanation="No credit limit set.")
     points = 10 if use[2] > 1 else 5 if use[2] > 0.8 else 0
-    return ScoreFactor(
+    return _factor(
         name="credit_limit_use",
         points=points,
         explanation=f"Uses {round(use[2] * 100)}% of the credit limit: 5 points above 80%, "
@@ -135,13 +147,13 @@ def _credit(s: CustomerState) -> ScoreFactor:
 def _trend(s: CustomerState) -> ScoreFactor:
     recent, baseline = m.recent_and_baseline(s)
     if recent.avg_days_to_pay is None or baseline.avg_days_to_pay is None:
-        return ScoreFactor(
+        return _factor(
             name="slowing_trend",
             points=0,
             explanation="Not enough payments to compare with a baseline.",
         )
     slower = recent.avg_days_to_pay - baseline.avg_days_to_pay
-    return ScoreFactor(
+    return _factor(
         name="slowing_trend",
         points=_cap("slowing_trend", slower / 4),
         explanation=f"Days to pay moved by {round(slower, 1)} against the 12 months before "
@@ -156,7 +168,7 @@ def _trend(s: CustomerState) -> ScoreFactor:
 def _partial(s: CustomerState) -> ScoreFactor:
     share, n = m.partial_share(s)
     share = share or 0.0
-    return ScoreFactor(
+    return _factor(
         name="partial_payments",
         points=_cap("partial_payments", share * 5),
         explanation=f"{round(share * 100)}% of {n} payments in 12 months were partial: "
@@ -171,7 +183,7 @@ def _disputes(s: CustomerState) -> ScoreFactor:
         for on, outcome in s.disputes_resolved
         if outcome == "customer_wrong" and on >= s.today - YEAR + 1
     )
-    return ScoreFactor(
+    return _factor(
         name="lost_disputes",
         points=_cap("lost_disputes", 2.5 * lost),
         explanation=f"{lost} dispute(s) in 12 months found the customer wrong: 2.5 points "

@@ -9,7 +9,6 @@ the live path did.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,20 +39,32 @@ def _money(amount: int, currency: str) -> str:
     return f"{amount} {currency} minor units"
 
 
+def _rising_run(periods: dict[str, list[int]], now_period: int, n: int) -> list[int] | None:
+    """The overdue balance of the last n+1 periods, oldest first, if it rose in each."""
+    series = [periods[str(now_period)][1]]
+    for i in range(1, n + 1):
+        p = periods.get(str(now_period - i))
+        if p is None or p[1] >= series[-1]:
+            return None  # stops at the first period that did not rise (the common case)
+        series.append(p[1])
+    return series[::-1]
+
+
 def growing_balance(s: CustomerState, th: Thresholds) -> Finding | None:
+    now_period = s.today // m.PERIOD_DAYS
     for currency in sorted(s.snapshots):
         periods = s.snapshots[currency]
-        now_period = s.today // m.PERIOD_DAYS
-        run = [periods.get(str(now_period - i)) for i in range(th.growing_periods + 1)][::-1]
         overdue_now = periods.get(str(now_period), [0, 0])[1]
-        series = [p[1] for p in run if p is not None]
-        if len(series) == len(run) and all(a < b for a, b in itertools.pairwise(series)):
+        if not overdue_now:
+            continue  # nothing overdue now: nothing can have grown
+        series = _rising_run(periods, now_period, th.growing_periods)
+        if series is not None:
             return Finding(
                 f"The overdue balance rose in each of the last {th.growing_periods} 30-day "
                 f"periods, to {_money(overdue_now, currency)}.",
                 {"currency": currency, "overdue_by_period": series, "rule": "consecutive"},
             )
-        before = m.snapshot_before(s, currency, 30)
+        before = periods.get(str(now_period - 1))
         if before is None:
             continue
         grown = overdue_now - before[1]
@@ -109,6 +120,8 @@ def payment_method_switch(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def slowing_payment(s: CustomerState, th: Thresholds) -> Finding | None:
+    if len(s.payments) < th.slowing_min_recent + th.slowing_min_baseline:
+        return None  # too few payments to compare, whatever their dates
     recent, baseline = m.recent_and_baseline(s)
     if recent.count < th.slowing_min_recent or baseline.count < th.slowing_min_baseline:
         return None

@@ -80,6 +80,8 @@ class CustomerState:
     #: the latest instant any applied event speaks of (ISO): the service's "now" for this
     #: customer, so a replay computes exactly what the live path did
     now: str | None = None
+    #: `now`'s day as an ordinal (0 before any dated event): read on every step, so kept
+    day: int = 0
     invoices: dict[str, InvoiceRec] = field(default_factory=dict)
     payments: list[PaymentRec] = field(default_factory=list)
     #: [on, method] of the last METHOD_MEMORY payments, oldest first
@@ -126,8 +128,7 @@ class CustomerState:
     @property
     def today(self) -> int:
         """Today as an ordinal, from the events (0 before any dated event)."""
-        instant = self.instant
-        return instant.date().toordinal() if instant else 0
+        return self.day
 
 
 def day(ordinal: int) -> dt.date:
