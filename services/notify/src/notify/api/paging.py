@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -11,6 +12,8 @@ from duewise_service.problems import DomainError
 from pydantic import BaseModel
 
 T = TypeVar("T")
+_ID = re.compile(r"[a-z]{3}_[0-9a-f]{12,64}")
+_ID = re.compile(r"[a-z]{3}_[0-9a-f]{12,64}")
 MAX_LIMIT = 500
 
 
@@ -24,11 +27,13 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise DomainError(
-            422, "Invalid cursor", "cursor: not a cursor from this API", "cursor"
-        ) from exc
+        padded = cursor + "=" * (-len(cursor) % 4)
+        after = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        after = ""
+    if not _ID.fullmatch(after):
+        raise DomainError(422, "Invalid cursor", "cursor: not a cursor from this API", "cursor")
+    return after
 
 
 def check_limit(limit: int) -> int:
