@@ -245,6 +245,18 @@ async def test_many_sends_reuse_pooled_connections() -> None:
     assert sender.connections_opened == len(handler.peers)
 
 
+async def test_connections_idle_too_long_are_not_reused() -> None:
+    handler = Recorder()
+    with smtp_server(handler) as server:
+        sender = sender_for(server)
+        sender.max_idle = 0.0
+        for n in range(3):
+            await sender.send(outgoing(n))
+        await sender.aclose()
+    assert sender.connections_opened == 3
+    assert len(handler.received) == 3
+
+
 async def test_refused_recipient_is_reported_and_others_get_it() -> None:
     handler = Recorder(refuse={"cfo@customer.example": "550 5.1.1 no such user"})
     with smtp_server(handler) as server:

@@ -210,6 +210,17 @@ async def test_410_means_gone(receiver: Receiver) -> None:
     assert not result.ok
 
 
+async def test_a_large_response_is_not_read_whole(receiver: Receiver) -> None:
+    receiver.body = {"blob": "x" * 1_000_000}
+    sender = WebhookSender(allow_private=True)
+    result = await sender.send(
+        receiver.url, new_secret(), msg_id="m", timestamp=datetime.now(UTC), payload=b"{}"
+    )
+    assert result.ok
+    assert result.body_excerpt == '{"blob": "' + "x" * 490
+    assert receiver.requests[0][1]["accept-encoding"] == "identity"
+
+
 async def test_redirects_are_not_followed(receiver: Receiver) -> None:
     receiver.status = 307
     receiver.headers = {"location": "http://169.254.169.254/latest/meta-data/"}

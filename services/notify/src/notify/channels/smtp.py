@@ -96,6 +96,7 @@ class SmtpSender:
         tls_context: ssl.SSLContext | None = None,
         pool_size: int = 4,
         timeout: float = 10.0,
+        max_idle: float = 60.0,
     ) -> None:
         if implicit_tls and starttls:
             raise ValueError("implicit TLS and STARTTLS exclude each other")
@@ -107,7 +108,8 @@ class SmtpSender:
         self._cfg = _Config(
             host, port, implicit_tls, starttls, username, password, tls_context, timeout
         )
-        self._idle: list[SMTP] = []
+        self.max_idle = max_idle
+        self._idle: list[tuple[SMTP, float]] = []  # with the loop time it was last used
         self._slots = asyncio.Semaphore(pool_size)
         self._closed = False
 
@@ -190,23 +192,26 @@ class SmtpSender:
         """QUIT every idle connection; the sender cannot be used afterwards."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for smtp in idle:
+        for smtp, _ in idle:
             try:
                 await asyncio.wait_for(smtp.quit(), timeout=self._cfg.timeout)
             except (SMTPException, OSError, TimeoutError):
                 smtp.close()
 
     async def _checkout(self) -> tuple[SMTP, bool]:
+        now = asyncio.get_running_loop().time()
         while self._idle:
-            smtp = self._idle.pop()
-            if smtp.is_connected:
+            smtp, last_used = self._idle.pop()
+            # A connection idle for long may have been dropped silently (a NAT or firewall
+            # forgetting it): the next command would hang until the timeout. Start afresh.
+            if smtp.is_connected and now - last_used < self.max_idle:
                 return smtp, True
             smtp.close()
         return await self._open(), False
 
     def _checkin(self, smtp: SMTP) -> None:
         if smtp.is_connected and not self._closed and len(self._idle) < self.pool_size:
-            self._idle.append(smtp)
+            self._idle.append((smtp, asyncio.get_running_loop().time()))
         else:
             smtp.close()
 

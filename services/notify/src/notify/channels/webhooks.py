@@ -132,16 +132,19 @@ class WebhookSender:
             "webhook-timestamp": str(int(at.timestamp())),
             "webhook-signature": signature,
             "content-type": "application/json",
+            "accept-encoding": "identity",  # the excerpt is read raw, never decompressed
         }
         client = self._http or httpx.AsyncClient()
         try:
-            response = await client.post(
+            async with client.stream(
+                "POST",
                 url,
                 content=payload,
                 headers=headers,
                 timeout=self._timeout,
                 follow_redirects=False,
-            )
+            ) as response:
+                body = await _read_at_most(response, _EXCERPT_BYTES)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise WebhookError(f"cannot reach {url}: {exc!r}", uncertain=False) from exc
         except httpx.HTTPError as exc:
@@ -151,9 +154,24 @@ class WebhookSender:
                 await client.aclose()
         return WebhookResult(
             status_code=response.status_code,
-            body_excerpt=response.text[:500],
+            body_excerpt=body.decode("utf-8", "replace")[:500],
             gone=response.status_code == 410,
         )
+
+
+_EXCERPT_BYTES = 2048
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of the body: a receiver cannot make us read (or hold) a large one."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 # The Standard Webhooks / Svix schedule: the delay after the n-th failed attempt.
