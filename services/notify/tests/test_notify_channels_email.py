@@ -41,7 +41,9 @@ class Recorder:
         drop_at_mail: int = 0,
         drop_at_data: bool = False,
         per_connection: int = 0,
+        data_delay: float = 0.0,
     ) -> None:
+        self.data_delay = data_delay
         self.per_connection = per_connection  # a relay's limit of messages per connection
         self.counts: dict[Any, int] = {}
         self.refuse = refuse or {}
@@ -83,6 +85,7 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.data_delay)
         if self.drop_at_data:
             server.transport.close()
             return "451 gone"
@@ -352,6 +355,19 @@ def test_non_ascii_names_are_encoded() -> None:
     [pdf] = list(msg.iter_attachments())
     assert pdf.get_filename() == "Rechnung März.pdf"
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+async def test_a_cancelled_send_does_not_pool_its_connection() -> None:
+    handler = Recorder(data_delay=0.5)
+    with smtp_server(handler) as server:
+        sender = sender_for(server)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sender.send(outgoing(1)), timeout=0.1)
+        handler.data_delay = 0.0
+        result = await sender.send(outgoing(2))  # not on the connection awaiting a reply
+        await sender.aclose()
+    assert result.response.endswith(f"Q{len(handler.received)}")
+    assert sender.connections_opened == 2
 
 
 async def test_a_connection_lost_during_data_is_uncertain() -> None:
