@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -96,8 +97,8 @@ class Recorder:
 
 
 @contextmanager
-def smtp_server(handler: Recorder, **kwargs: Any) -> Iterator[Controller]:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+def smtp_server(handler: Recorder, host: str = "127.0.0.1", **kwargs: Any) -> Iterator[Controller]:
+    controller = Controller(handler, hostname=host, port=free_port(host), **kwargs)
     controller.start()
     try:
         yield controller
@@ -391,9 +392,24 @@ async def test_unreachable_server_is_transient() -> None:
 # TLS and authentication
 
 
+def _local_address() -> str | None:
+    """This host's address on its default route (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        addr: str = probe.getsockname()[0]
+    return None if addr.startswith("127.") else addr
+
+
+LOCAL_ADDRESS = _local_address()
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost (openssl CLI)."""
+    """A self-signed certificate for localhost, 127.0.0.1 and this host's address (openssl)."""
+    san = "DNS:localhost,IP:127.0.0.1" + (f",IP:{LOCAL_ADDRESS}" if LOCAL_ADDRESS else "")
     base = tmp_path_factory.mktemp("tls")
     cert, key = base / "cert.pem", base / "key.pem"
     subprocess.run(
@@ -409,7 +425,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "-subj",
             "/CN=localhost",
             "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            f"subjectAltName={san}",
             "-keyout",
             str(key),
             "-out",
@@ -495,6 +511,40 @@ async def test_verify_false_accepts_a_self_signed_relay(certificate: tuple[Path,
         await sender.send(outgoing())
         await sender.aclose()
     assert handler.tls == [True]
+
+
+needs_local_address = pytest.mark.skipif(
+    LOCAL_ADDRESS is None, reason="no non-loopback address to listen on"
+)
+
+
+@needs_local_address
+async def test_opportunistic_starttls_away_from_loopback(certificate: tuple[Path, Path]) -> None:
+    assert LOCAL_ADDRESS is not None
+    handler = Recorder()
+    with smtp_server(handler, LOCAL_ADDRESS, tls_context=server_tls(certificate)) as server:
+        sender = SmtpSender.from_url(
+            f"smtp://{LOCAL_ADDRESS}:{server.port}",
+            from_addr="b@acme.example",
+            tls_context=client_tls(certificate),
+        )
+        await sender.send(outgoing())
+        await sender.aclose()
+    assert handler.tls == [True]  # offered, so used, without being asked
+
+
+@needs_local_address
+async def test_no_credentials_in_clear_text_away_from_loopback() -> None:
+    assert LOCAL_ADDRESS is not None
+    handler = Recorder()
+    with smtp_server(handler, LOCAL_ADDRESS, auth_require_tls=False) as server:
+        sender = SmtpSender.from_url(
+            f"smtp://user:secret@{LOCAL_ADDRESS}:{server.port}", from_addr="b@acme.example"
+        )
+        with pytest.raises(SendError, match="clear text") as info:
+            await sender.send(outgoing())
+    assert info.value.permanent is False
+    assert handler.received == []
 
 
 async def test_starttls_required_but_not_offered() -> None:
