@@ -9,7 +9,13 @@ import email.utils
 import httpx
 import pytest
 from duewise_dev.catcher import Catcher
-from duewise_events.catalogue import ContactSnapshot, DisputeOpened, InvoiceIssued
+from duewise_events.catalogue import (
+    ContactSnapshot,
+    CreditHoldPlaced,
+    DisputeOpened,
+    InvoiceIssued,
+    RiskSignalRaised,
+)
 from fastapi import FastAPI
 from notify.config import Settings
 from notify.lastlook import InvoiceState, LastLookUnavailable
@@ -497,3 +503,58 @@ async def test_a_dsn_bounce_marks_the_contact_undeliverable(
     [failed] = await outbox_events(maker, "message.failed.v1")
     assert failed["contact_undeliverable"] is True
     assert (await nclient.post("/v1/bounces", content=b"hello")).status_code == 422
+
+
+async def test_a_credit_hold_notifies_the_customer_and_alerts_the_owner_and_signals_alert(
+    maker: async_sessionmaker[AsyncSession], notify_settings: Settings, catcher: Catcher
+) -> None:
+    c = customer(email_="hold@acme.example", owner="alice@collectors.example")
+    now = dt.datetime.now(dt.UTC)
+    await apply_events(
+        maker,
+        c,
+        CreditHoldPlaced(
+            customer_id=c.customer_id,
+            hold_id="hold_1",
+            reason="overdue over 60 days",
+            automatic=True,
+            overdue_balance=5_000_00,
+            currency="EUR",
+            placed_at=now,
+        ),
+        RiskSignalRaised(
+            customer_id=c.customer_id,
+            signal_id="sig_1",
+            kind="contact_problem",
+            summary="Three 'not received' responses in 60 days.",
+            recommendation="Check the billing contact.",
+            raised_at=now,
+        ),
+        RiskSignalRaised(
+            customer_id=c.customer_id,
+            signal_id="sig_1",
+            kind="contact_problem",
+            summary="the same episode again",
+            raised_at=now,
+        ),
+    )
+    await drain(make_sender(notify_settings, OwedLastLook(), maker))
+    [notice] = mails_to(catcher, "hold@acme.example")
+    assert "€5,000.00" in text_of(notice)
+    alerts = mails_to(catcher, "alice@collectors.example")
+    assert len(alerts) == 2  # the hold and the signal, once each
+    bodies = "\n".join(text_of(a) for a in alerts)
+    assert "overdue over 60 days" in bodies
+    assert "Check the billing contact." in bodies
+
+
+async def test_a_task_step_alerts_the_owner_instead_of_writing_to_the_customer(
+    maker: async_sessionmaker[AsyncSession], notify_settings: Settings, catcher: Catcher
+) -> None:
+    c = customer(email_="task@acme.example")
+    inv = invoice(c.customer_id, imported=True)
+    await apply_events(maker, c, inv, reminder([inv], channel="task"))
+    await drain(make_sender(notify_settings, OwedLastLook(inv), maker))
+    assert mails_to(catcher, "task@acme.example") == []
+    [alert] = mails_to(catcher, "alice@collectors.example")
+    assert "7-days-late" in text_of(alert)
