@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: run test lint typecheck check catalogue bench bench-dunning clean
+.PHONY: run test lint typecheck browser check catalogue bench bench-dunning clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,8 +22,16 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml */*/pyproject.toml
 run: $(VENV)/.synced  ## the whole system on the embedded default
 	$(BIN)/duewise-dev run
 
-test: $(VENV)/.synced lint typecheck  ## lint, types, then every test against real services
+test: $(VENV)/.synced lint typecheck browser  ## lint, types, then every test against real services
 	$(BIN)/pytest --cov  # coverage floor: [tool.coverage.report] fail_under
+
+# The collector UI's tests drive Debian's Chromium with Playwright (Playwright's own browser
+# download cannot work offline); install it from the distribution when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
