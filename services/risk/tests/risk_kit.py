@@ -35,11 +35,10 @@ from duewise_events.catalogue import (
     ResponseReason,
     dead_letter_topic,
 )
-from duewise_events.consumer import EventConsumer, Outcome
+from duewise_events.consumer import Outcome
 from duewise_events.envelope import Envelope
+from risk.consumer import RiskConsumer
 from risk.domain.thresholds import Thresholds
-from risk.handlers import HANDLERS
-from risk.models import INBOX_TABLE
 from risk.service.live import apply_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -323,18 +322,18 @@ async def send(producer: AIOKafkaProducer, event: Event) -> Envelope:
 
 
 class LiveConsumer:
-    """The real EventConsumer over the three topics, with its outcomes kept for the test."""
+    """The service's consumer (the shared EventConsumer, a batch per transaction) over the
+    three topics, with its outcomes kept for the test."""
 
     def __init__(
         self, maker: async_sessionmaker[AsyncSession], bootstrap: str, group: str | None = None
     ) -> None:
         self.outcomes: list[Outcome] = []
-        self.consumer = EventConsumer(
+        self.consumer = RiskConsumer(
             name=group or f"risk-test-{secrets.token_hex(4)}",
             topics=list(TOPICS),
-            handlers=HANDLERS,
             session_factory=maker,
-            inbox=INBOX_TABLE,
+            thresholds=TH,
             bootstrap_servers=bootstrap,
             retry_backoff_s=0.01,
             max_attempts=2,

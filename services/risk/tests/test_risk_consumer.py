@@ -99,6 +99,7 @@ async def test_rebuild_from_the_topics_gives_the_live_scores(
         for script in book:
             await publish_in_order(kafka_bootstrap, script.events, live)
         assert {o.status for o in live.outcomes if o.status != "ignored"} <= {"applied"}
+        assert live.consumer.batches_applied > 0  # the batch path, not the fallback
     live_view = await _snapshot(maker, ids)
     assert len(live_view["scores"]) == len(book)
     bands = {band for _, band, _ in live_view["scores"].values()}

@@ -62,23 +62,20 @@ def relay() -> None:
 def consumer() -> None:
     """Consume invoice, dunning and notify events into the profiles until SIGTERM/SIGINT."""
     from duewise_events.catalogue import DUNNING_EVENTS, INVOICE_EVENTS, NOTIFY_EVENTS
-    from duewise_events.consumer import EventConsumer
     from duewise_service.db import worker_sessions
 
-    from risk.handlers import handlers_for
-    from risk.models import INBOX_TABLE
+    from risk.consumer import RiskConsumer
 
     settings = get_settings()
 
     async def main(stop: asyncio.Event) -> None:
         async with worker_sessions(settings.sqlalchemy_url) as sessions:
-            await EventConsumer(
+            await RiskConsumer(
                 name=CONSUMER_GROUP,
                 topics=[INVOICE_EVENTS, DUNNING_EVENTS, NOTIFY_EVENTS],
-                handlers=handlers_for(settings.thresholds),
                 session_factory=sessions,
-                inbox=INBOX_TABLE,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
+                thresholds=settings.thresholds,
                 enable_idempotence=settings.kafka_enable_idempotence,
             ).run(stop)
 

@@ -7,6 +7,8 @@ the ledger rows, the signal episodes and their outbox events, and the new score 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from duewise_events.catalogue import Event, RiskScoreChanged
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,19 +20,7 @@ from risk.domain.score import Score, score
 from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
 from risk.models import OUTBOX, CustomerProfile
-from risk.service.writes import add_movements, add_reminders, save_profile, write_signals
-
-
-async def load_state(session: AsyncSession, customer_id: str) -> CustomerState:
-    """The customer's state, locked for this transaction; a new one if never seen."""
-    data = await session.scalar(
-        select(col(CustomerProfile.state))
-        .where(col(CustomerProfile.customer_id) == customer_id)
-        .with_for_update()
-    )
-    if data:
-        return CustomerState.from_json(data)
-    return CustomerState(customer_id=customer_id)
+from risk.service.writes import add_movements, add_reminders, save_profiles, write_signals
 
 
 def rescore(state: CustomerState, th: Thresholds, effects: Effects) -> Score | None:
@@ -54,20 +44,56 @@ def rescore(state: CustomerState, th: Thresholds, effects: Effects) -> Score | N
     return result
 
 
+async def load_states(session: AsyncSession, customer_ids: list[str]) -> dict[str, CustomerState]:
+    """The customers' states, locked in id order (no deadlock between two batches); a new
+    state for a customer never seen."""
+    rows = await session.execute(
+        select(col(CustomerProfile.customer_id), col(CustomerProfile.state))
+        .where(col(CustomerProfile.customer_id).in_(customer_ids))
+        .order_by(col(CustomerProfile.customer_id))
+        .with_for_update()
+    )
+    states = {cid: CustomerState.from_json(data) for cid, data in rows}
+    for cid in customer_ids:
+        states.setdefault(cid, CustomerState(customer_id=cid))
+    return states
+
+
+async def apply_batch(
+    session: AsyncSession, items: Sequence[tuple[Event, str]], thresholds: Thresholds
+) -> list[Effects]:
+    """Fold events, in order, into their customers' profiles and stage what they caused,
+    with a few statements for the whole batch. Every event is folded and scored exactly as
+    if it came alone, so a batch emits the same signals and score changes."""
+    states = await load_states(session, sorted({e.customer_id for e, _ in items}))
+    scores: dict[str, Score] = {}
+    done: list[Effects] = []
+    for event, event_id in items:
+        state = states[event.customer_id]
+        effects = step(state, event, event_id, thresholds)
+        if effects.applied:
+            result = rescore(state, thresholds, effects)
+            if result is not None:
+                scores[state.customer_id] = result
+        done.append(effects)
+    await add_movements(session, [m for fx in done for m in fx.movements])
+    await add_reminders(session, [r for fx in done for r in fx.reminders])
+    await write_signals(
+        session, [e for fx in done for e in fx.raised], [e for fx in done for e in fx.cleared]
+    )
+    outgoing: list[Event] = []
+    for fx in done:
+        outgoing += [*fx.raised, *fx.cleared]
+        if fx.score_changed is not None:
+            outgoing.append(fx.score_changed)
+    await OUTBOX.add_many(session, outgoing)
+    await save_profiles(session, [(s, scores.get(cid)) for cid, s in states.items()])
+    return done
+
+
 async def apply_event(
     session: AsyncSession, event: Event, event_id: str, thresholds: Thresholds
 ) -> Effects:
     """Fold one event into its customer's profile and stage what it caused."""
-    state = await load_state(session, event.customer_id)
-    effects = step(state, event, event_id, thresholds)
-    result = rescore(state, thresholds, effects) if effects.applied else None
-    await add_movements(session, effects.movements)
-    await add_reminders(session, effects.reminders)
-    await write_signals(session, effects.raised, effects.cleared)
-    outgoing: list[Event] = [*effects.raised, *effects.cleared]
-    if effects.score_changed is not None:
-        outgoing.append(effects.score_changed)
-    for out in outgoing:
-        await OUTBOX.add(session, out)
-    await save_profile(session, state, result)
+    (effects,) = await apply_batch(session, [(event, event_id)], thresholds)
     return effects

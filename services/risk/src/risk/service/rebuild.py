@@ -169,6 +169,8 @@ async def read_topic(
 ) -> dict[int, int]:
     """Every record of `topic` from the beginning to its end now; returns the end offsets."""
     ends = await topic_reader.end_offsets(bootstrap, topic)
+    if not any(ends.values()):
+        return ends  # an empty topic (stopping an unassigned consumer trips aiokafka)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -179,8 +181,6 @@ async def read_topic(
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
-        if not tps:
-            return ends
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         left = {tp: ends[tp.partition] for tp in tps}

@@ -105,12 +105,19 @@ def profile_row(state: CustomerState, score: Score | None) -> dict[str, Any]:
     return row
 
 
-async def save_profile(session: AsyncSession, state: CustomerState, score: Score | None) -> None:
-    """Insert or update the customer's row (the caller holds its lock)."""
-    row = profile_row(state, score)
-    stmt = pg_insert(CustomerProfile).values(**row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[col(CustomerProfile.customer_id)],
-        set_={k: stmt.excluded[k] for k in row if k != "customer_id"},
-    )
-    await session.execute(stmt)
+async def save_profiles(
+    session: AsyncSession, profiles: Sequence[tuple[CustomerState, Score | None]]
+) -> None:
+    """Insert or update the customers' rows (the caller holds their locks); rows without a
+    new score keep the score they have."""
+    rows = [profile_row(state, score) for state, score in profiles]
+    for scored in (True, False):
+        group = [r for r in rows if ("score" in r) is scored]
+        if not group:
+            continue
+        stmt = pg_insert(CustomerProfile)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(CustomerProfile.customer_id)],
+            set_={k: stmt.excluded[k] for k in group[0] if k != "customer_id"},
+        )
+        await session.execute(stmt, group)
