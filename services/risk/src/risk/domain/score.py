@@ -10,7 +10,7 @@ up to 100, so the score is the plain sum of the factors and needs no clamping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from duewise_events.catalogue import RiskBand, ScoreFactor
 
@@ -19,14 +19,36 @@ from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
 
 
+class Factor(NamedTuple):
+    """One factor's points and why; a plain tuple because the live path scores after every
+    event, and the catalogue's ScoreFactor is built only for what is published or stored."""
+
+    name: str
+    points: int
+    explanation: str
+    evidence: dict[str, Any]
+
+    def published(self) -> ScoreFactor:
+        return ScoreFactor(
+            name=self.name,
+            points=self.points,
+            explanation=self.explanation,
+            evidence=self.evidence,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "points": self.points,
+            "explanation": self.explanation,
+            "evidence": self.evidence,
+        }
+
+
 def _factor(
     *, name: str, points: int, explanation: str, evidence: dict[str, Any] | None = None
-) -> ScoreFactor:
-    # Built without validation: every field is typed here, and the score is computed after
-    # every event on the live path (validation was most of its cost).
-    return ScoreFactor.model_construct(
-        name=name, points=points, explanation=explanation, evidence=evidence or {}
-    )
+) -> Factor:
+    return Factor(name, points, explanation, evidence or {})
 
 
 #: Each factor's ceiling; they add up to 100.
@@ -49,14 +71,14 @@ YEAR = 365
 class Score:
     score: int
     band: RiskBand
-    factors: list[ScoreFactor]
+    factors: list[Factor]
 
 
 def _cap(name: str, points: float) -> int:
     return max(0, min(CEILINGS[name], round(points)))
 
 
-def _days_late(s: CustomerState) -> ScoreFactor:
+def _days_late(s: CustomerState) -> Factor:
     recent, _ = m.recent_and_baseline(s)
     stats, window = (
         (recent, "the last 90 days")
@@ -78,7 +100,7 @@ def _days_late(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _overdue_share(s: CustomerState) -> ScoreFactor:
+def _overdue_share(s: CustomerState) -> Factor:
     currency = m.main_currency(s)
     open_, overdue = m.balances(s).get(currency or "", (0, 0))
     share = overdue / open_ if open_ else 0.0
@@ -90,7 +112,7 @@ def _overdue_share(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _on_time(s: CustomerState) -> ScoreFactor:
+def _on_time(s: CustomerState) -> Factor:
     rate, n = m.on_time_rate(s)
     if rate is None or n < 3:
         return _factor(
@@ -108,7 +130,7 @@ def _on_time(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _promises(s: CustomerState) -> ScoreFactor:
+def _promises(s: CustomerState) -> Factor:
     broken = m.count_since(s.promises_broken, s.today - YEAR + 1)
     kept = m.count_since(s.promises_kept, s.today - YEAR + 1)
     return _factor(
@@ -120,7 +142,7 @@ def _promises(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _reversals(s: CustomerState) -> ScoreFactor:
+def _reversals(s: CustomerState) -> Factor:
     recent = [r for r in s.reversals if r["on"] >= s.today - YEAR + 1]
     return _factor(
         name="reversed_payments",
@@ -130,7 +152,7 @@ def _reversals(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _credit(s: CustomerState) -> ScoreFactor:
+def _credit(s: CustomerState) -> Factor:
     use = m.credit_use(s)
     if use is None:
         return _factor(name="credit_limit_use", points=0, explanation="No credit limit set.")
@@ -144,7 +166,7 @@ def _credit(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _trend(s: CustomerState) -> ScoreFactor:
+def _trend(s: CustomerState) -> Factor:
     recent, baseline = m.recent_and_baseline(s)
     if recent.avg_days_to_pay is None or baseline.avg_days_to_pay is None:
         return _factor(
@@ -165,7 +187,7 @@ def _trend(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _partial(s: CustomerState) -> ScoreFactor:
+def _partial(s: CustomerState) -> Factor:
     share, n = m.partial_share(s)
     share = share or 0.0
     return _factor(
@@ -177,7 +199,7 @@ def _partial(s: CustomerState) -> ScoreFactor:
     )
 
 
-def _disputes(s: CustomerState) -> ScoreFactor:
+def _disputes(s: CustomerState) -> Factor:
     lost = sum(
         1
         for on, outcome in s.disputes_resolved

@@ -37,7 +37,7 @@ def rescore(state: CustomerState, th: Thresholds, effects: Effects) -> Score | N
             band=result.band,
             previous_score=state.score,
             previous_band=state.band,
-            factors=result.factors,
+            factors=[f.published() for f in result.factors],
             changed_at=now,
         )
     state.score, state.band = result.score, result.band

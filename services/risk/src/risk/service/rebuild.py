@@ -111,7 +111,7 @@ class Rebuilder:
             result = score(s, self.th) if s.known and s.now is not None else None
             if result is not None:
                 s.score, s.band = result.score, result.band
-            factors = [f.model_dump(mode="json") for f in result.factors] if result else []
+            factors = [f.as_dict() for f in result.factors] if result else []
             rows.append(
                 (
                     s.customer_id,

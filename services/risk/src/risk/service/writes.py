@@ -101,7 +101,7 @@ def profile_row(state: CustomerState, score: Score | None) -> dict[str, Any]:
     }
     if score is not None:
         row["score"], row["band"] = score.score, score.band
-        row["factors"] = [f.model_dump(mode="json") for f in score.factors]
+        row["factors"] = [f.as_dict() for f in score.factors]
     return row
 
 
