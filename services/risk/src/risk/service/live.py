@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from duewise_events.catalogue import Event, RiskScoreChanged
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +21,9 @@ from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
 from risk.models import OUTBOX, CustomerProfile
 from risk.service.writes import add_movements, add_reminders, save_profiles, write_signals
+
+#: The advisory-lock namespace of customer profiles (the key is hashtext(customer id)).
+LOCK_NAMESPACE = 0x0D0E3003
 
 
 def rescore(state: CustomerState, th: Thresholds, effects: Effects) -> Score | None:
@@ -45,13 +48,23 @@ def rescore(state: CustomerState, th: Thresholds, effects: Effects) -> Score | N
 
 
 async def load_states(session: AsyncSession, customer_ids: list[str]) -> dict[str, CustomerState]:
-    """The customers' states, locked in id order (no deadlock between two batches); a new
-    state for a customer never seen."""
+    """The customers' states, locked for this transaction; a new state for one never seen.
+
+    A transaction-level advisory lock per customer, taken in id order, rather than only
+    FOR UPDATE: a customer's events can come from three topics at once, and a customer with
+    no row yet has nothing FOR UPDATE could lock.
+    """
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:ns, hashtext(c)) "
+            "FROM (SELECT c FROM unnest(CAST(:ids AS text[])) AS c ORDER BY c) AS s"
+        ),
+        {"ns": LOCK_NAMESPACE, "ids": customer_ids},
+    )
     rows = await session.execute(
-        select(col(CustomerProfile.customer_id), col(CustomerProfile.state))
-        .where(col(CustomerProfile.customer_id).in_(customer_ids))
-        .order_by(col(CustomerProfile.customer_id))
-        .with_for_update()
+        select(col(CustomerProfile.customer_id), col(CustomerProfile.state)).where(
+            col(CustomerProfile.customer_id).in_(customer_ids)
+        )
     )
     states = {cid: CustomerState.from_json(data) for cid, data in rows}
     for cid in customer_ids:
