@@ -130,24 +130,35 @@ class Stack:
             await self._wait_ready(child, process, http)
 
     async def start_services(self) -> None:
-        """Migrate each service, then start its processes and wait until they are ready."""
+        """Migrate each service, then start its processes and wait until they are ready.
+
+        Services start side by side (each owns its database and needs nothing from another
+        to start), so four services take about as long as the slowest one.
+        """
         async with httpx.AsyncClient(timeout=2.0) as http:
-            for service in self.options.services:
-                env = {**os.environ, **self._service_env(service)}
-                await self._migrate(service, env)
-                started: list[tuple[Child, Process]] = []
-                for process in service.processes:
-                    child = self._child(process.name, process.argv, env)
-                    self.children.append(child)  # before start: stop() must know it
-                    await child.start()
-                    started.append((child, process))
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        for child, process in started:
-                            group.create_task(self._wait_ready(child, process, http))
-                except* StartupError as failures:
-                    # The first failure says enough; the group already cancelled the rest.
-                    raise failures.exceptions[0] from None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for service in self.options.services:
+                        group.create_task(self._start_service(service, http))
+            except* StartupError as failures:
+                # The first failure says enough; the group already cancelled the rest.
+                raise failures.exceptions[0] from None
+
+    async def _start_service(self, service: Service, http: httpx.AsyncClient) -> None:
+        env = {**os.environ, **self._service_env(service)}
+        await self._migrate(service, env)
+        started: list[tuple[Child, Process]] = []
+        for process in service.processes:
+            child = self._child(process.name, process.argv, env)
+            self.children.append(child)  # before start: stop() must know it
+            await child.start()
+            started.append((child, process))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for child, process in started:
+                    group.create_task(self._wait_ready(child, process, http))
+        except* StartupError as failures:
+            raise failures.exceptions[0] from None
 
     async def first_exit(self) -> Child:
         """Wait until any service process exits; that process."""
