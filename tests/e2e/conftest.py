@@ -68,3 +68,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             raise
         log.close()
         assert code == 0, (data_dir / "stack.out").read_text()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first end-to-end test also starts the whole stack: give these tests more time."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.timeout(300))
