@@ -1,0 +1,174 @@
+"""Calls to the services that own the data, with the signed-in user's own tokens.
+
+Every failure becomes a `ServiceError` carrying one plain sentence for the page: a collector
+sees "The dunning service did not answer…", never a traceback or a problem document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from notify.ui.accounts import SignedIn
+
+SERVICES = ("invoice", "dunning", "risk", "notify")
+#: Pages followed at most by `all_pages` (200 items a page): a runaway list stops here.
+MAX_PAGES = 50
+
+
+class ServiceError(Exception):
+    """A call to another service failed; `sentence` is what the user is shown."""
+
+    def __init__(self, sentence: str, status: int = 502) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+        self.status = status
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return detail.rstrip(".")
+    return ""
+
+
+def error_for(service: str, response: httpx.Response) -> ServiceError:
+    """The sentence for a service's error answer."""
+    code = response.status_code
+    if code in (401, 403):
+        return ServiceError(
+            f"The {service} service did not accept your rights for this; ask an admin.", 403
+        )
+    if code == 404:
+        return ServiceError(f"The {service} service does not know this record.", 404)
+    if code in (409, 422):
+        detail = _detail(response)
+        why = f": {detail}" if detail else ""
+        return ServiceError(f"The {service} service refused it{why}.", 422)
+    if code == 429:
+        return ServiceError(f"The {service} service is busy; try again in a minute.", 503)
+    return ServiceError(
+        f"The {service} service had a problem (HTTP {code}); nothing was changed here.", 502
+    )
+
+
+@dataclass
+class Services:
+    """Shared HTTP clients: one for the other services, one in-process for notify's own API."""
+
+    http: httpx.AsyncClient
+    notify: httpx.AsyncClient
+    urls: Mapping[str, str]
+    secret: str
+    #: A token used for a service the user holds none for (only risk, whose API only reads).
+    fallback_tokens: Mapping[str, str]
+
+    def as_user(self, user: SignedIn) -> Api:
+        return Api(self, user)
+
+
+class Api:
+    """The services, called as one signed-in user."""
+
+    def __init__(self, services: Services, user: SignedIn) -> None:
+        self.services = services
+        self.user = user
+
+    def _token(self, service: str) -> str:
+        token = self.user.token(service, self.services.secret)
+        token = token or self.services.fallback_tokens.get(service)
+        if not token:
+            raise ServiceError(
+                f"Your user has no access to the {service} service; ask an admin to renew it.", 403
+            )
+        return token
+
+    async def _send(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        client = self.services.notify if service == "notify" else self.services.http
+        base = "" if service == "notify" else self.services.urls[service].rstrip("/")
+        all_headers = {"Authorization": f"Bearer {self._token(service)}", **(headers or {})}
+        try:
+            return await client.request(
+                method, base + path, params=params, json=json, headers=all_headers
+            )
+        except httpx.TimeoutException as exc:
+            raise ServiceError(f"The {service} service did not answer in time; try again.") from exc
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"The {service} service cannot be reached right now.") from exc
+
+    async def get(self, service: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The JSON body of a GET; ServiceError otherwise."""
+        response = await self._send(service, "GET", path, params=params)
+        if response.status_code != 200:
+            raise error_for(service, response)
+        return response.json()
+
+    async def get_or_none(
+        self, service: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Like `get`, but None when the service does not know the record (404)."""
+        response = await self._send(service, "GET", path, params=params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise error_for(service, response)
+        return response.json()
+
+    async def all_pages(
+        self, service: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """Every item of a paginated list (following `next_cursor`)."""
+        items: list[Any] = []
+        query = {**(params or {}), "limit": 200}
+        for _ in range(MAX_PAGES):
+            page = await self.get(service, path, query)
+            items.extend(page["items"])
+            if not page.get("next_cursor"):
+                break
+            query["cursor"] = page["next_cursor"]
+        return items
+
+    async def post(
+        self, service: str, path: str, body: Any, idempotency_key: str | None = None
+    ) -> tuple[int, Any]:
+        """POST `body` with an Idempotency-Key; the status and JSON body of a 2xx answer."""
+        key = idempotency_key or str(uuid.uuid4())
+        response = await self._send(
+            service, "POST", path, json=body, headers={"Idempotency-Key": key}
+        )
+        if not 200 <= response.status_code < 300:
+            raise error_for(service, response)
+        return response.status_code, response.json()
+
+
+async def gather_limited(calls: Iterable[Awaitable[Any]], limit: int = 8) -> list[Any]:
+    """Await `calls` with at most `limit` in flight; each result is a value or a ServiceError."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[Any]) -> Any:
+        async with semaphore:
+            try:
+                return await call
+            except ServiceError as exc:
+                return exc
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))

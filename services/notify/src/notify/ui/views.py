@@ -1,0 +1,368 @@
+"""What the pages show, assembled from the services' answers (no AR data is kept here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notify.ui.accounts import SignedIn
+from notify.ui.clients import Api, ServiceError, gather_limited
+from notify.ui.tables import UI_ACTION
+
+BAND_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def local_today(timezone: str) -> dt.date:
+    """Today in the customer's time zone (UTC when the zone is unknown)."""
+    try:
+        return dt.datetime.now(ZoneInfo(timezone)).date()
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.datetime.now(dt.UTC).date()
+
+
+class NotYours(Exception):
+    """The customer does not exist, or belongs to another collector (both look the same)."""
+
+
+def may_see(user: SignedIn, customer: dict[str, Any]) -> bool:
+    """Admins see every customer; a collector only those it owns."""
+    return user.is_admin or customer.get("owner") == user.user_name
+
+
+@dataclass
+class WorkRow:
+    id: str
+    name: str
+    owner: str | None
+    currency: str
+    band: str | None
+    score: int | None
+    overdue: int
+    open: int
+    stage: str | None
+    on_hold: bool
+    broken_promises: int
+    disputed: bool
+    promise_pending: bool
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def pushed_down(self) -> bool:
+        """Under dispute or waiting on a promise: worked after the others."""
+        return self.disputed or self.promise_pending
+
+    def sort_key(self) -> tuple[bool, int, int, str]:
+        return (self.pushed_down, BAND_RANK.get(self.band or "", 4), -self.overdue, self.name)
+
+
+async def promises_recorded(
+    session: AsyncSession, customer_ids: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Promises to pay recorded through the UI (dunning's answers, from the audit log)."""
+    stmt = (
+        select(UI_ACTION.c.at, UI_ACTION.c.user_name, UI_ACTION.c.customer_id, UI_ACTION.c.result)
+        .where(UI_ACTION.c.kind == "promise", UI_ACTION.c.status == 201)
+        .order_by(UI_ACTION.c.at.desc())
+    )
+    if customer_ids is not None:
+        stmt = stmt.where(UI_ACTION.c.customer_id.in_(customer_ids))
+    rows = (await session.execute(stmt)).all()
+    return [
+        {
+            **(r.result or {}),
+            "recorded_at": r.at,
+            "recorded_by": r.user_name,
+            "customer_id": r.customer_id,
+            "promised_on": dt.date.fromisoformat((r.result or {})["promised_date"]),
+        }
+        for r in rows
+    ]
+
+
+async def worklist(
+    api: Api,
+    session: AsyncSession,
+    *,
+    owner: str | None,
+    band: str | None = None,
+    stage: str | None = None,
+    currency: str | None = None,
+) -> list[WorkRow]:
+    """The user's customers with their risk, overdue amount and stage, in working order."""
+    user = api.user
+    customers = [
+        c
+        for c in await api.all_pages("invoice", "/v1/customers")
+        if may_see(user, c) and (owner is None or c.get("owner") == owner)
+    ]
+    if currency:
+        customers = [c for c in customers if c["currency"] == currency]
+    today = dt.datetime.now(dt.UTC).date()
+    pending = {
+        p["customer_id"]
+        for p in await promises_recorded(session, [c["id"] for c in customers])
+        if p["promised_on"] >= today and p.get("status", "open") == "open"
+    }
+    calls = []
+    for c in customers:
+        cid = c["id"]
+        calls += [
+            api.get("invoice", f"/v1/customers/{cid}/balance"),
+            api.get_or_none("dunning", f"/v1/customers/{cid}/stage"),
+            api.get_or_none("risk", f"/v1/customers/{cid}/score"),
+            api.get_or_none("risk", f"/v1/customers/{cid}/profile"),
+        ]
+    results = await gather_limited(calls)
+    rows: list[WorkRow] = []
+    for i, c in enumerate(customers):
+        balance, stage_doc, score, profile = results[4 * i : 4 * i + 4]
+        problems = [
+            r.sentence for r in (balance, stage_doc, score, profile) if isinstance(r, ServiceError)
+        ]
+        ok = [
+            None if isinstance(r, ServiceError) else r for r in (balance, stage_doc, score, profile)
+        ]
+        balance, stage_doc, score, profile = ok
+        promises = (profile or {}).get("promises", {})
+        made, kept, broken = (int(promises.get(k, 0)) for k in ("made", "kept", "broken"))
+        rows.append(
+            WorkRow(
+                id=c["id"],
+                name=c["name"],
+                owner=c.get("owner"),
+                currency=c["currency"],
+                band=(score or {}).get("band"),
+                score=(score or {}).get("score"),
+                overdue=int((balance or {}).get("overdue", 0)),
+                open=int((balance or {}).get("open", 0)),
+                stage=(stage_doc or {}).get("stage"),
+                on_hold=bool((stage_doc or {}).get("on_hold")),
+                broken_promises=broken,
+                disputed="disputed" in (balance or {}).get("by_status", {}),
+                promise_pending=c["id"] in pending or made > kept + broken,
+                problems=problems,
+            )
+        )
+    if band:
+        rows = [r for r in rows if r.band == band]
+    if stage:
+        rows = [r for r in rows if r.stage == stage]
+    return sorted(rows, key=WorkRow.sort_key)
+
+
+@dataclass
+class Event:
+    """One line of the customer's timeline."""
+
+    at: dt.datetime
+    kind: str
+    title: str
+    detail: str = ""
+    status: str = ""
+
+
+def _instant(value: str | dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+
+
+@dataclass
+class CustomerPage:
+    customer: dict[str, Any]
+    balance: dict[str, Any] | None
+    aging: dict[str, Any] | None
+    invoices: list[dict[str, Any]]
+    stage: dict[str, Any] | None
+    upcoming: list[dict[str, Any]]
+    score: dict[str, Any] | None
+    signals: list[dict[str, Any]]
+    promises: list[dict[str, Any]]
+    paused: list[dict[str, Any]]
+    events: list[Event]
+    problems: dict[str, str]
+    today: dt.date
+
+    @property
+    def billing_contact_id(self) -> str | None:
+        contacts = self.customer.get("contacts", [])
+        billing = [c for c in contacts if c.get("role") == "billing" and not c.get("undeliverable")]
+        return billing[0]["id"] if billing else None
+
+    @property
+    def open_invoices(self) -> list[dict[str, Any]]:
+        return [i for i in self.invoices if i["status"] in ("open", "partially_paid")]
+
+
+async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> CustomerPage:
+    """Everything the customer page shows; a section whose service failed says so instead."""
+    customer = await api.get_or_none("invoice", f"/v1/customers/{customer_id}")
+    if customer is None or not may_see(api.user, customer):
+        raise NotYours(customer_id)
+    names = (
+        "balance",
+        "aging",
+        "invoices",
+        "payments",
+        "stage",
+        "timeline",
+        "score",
+        "signals",
+        "messages",
+        "responses",
+    )
+    cid = {"customer_id": customer_id}
+    results = await gather_limited(
+        [
+            api.get("invoice", f"/v1/customers/{customer_id}/balance"),
+            api.get("invoice", f"/v1/customers/{customer_id}/aging"),
+            api.all_pages("invoice", "/v1/invoices", cid),
+            api.all_pages("invoice", "/v1/payments", cid),
+            api.get_or_none("dunning", f"/v1/customers/{customer_id}/stage"),
+            api.get_or_none("dunning", f"/v1/customers/{customer_id}/timeline"),
+            api.get_or_none("risk", f"/v1/customers/{customer_id}/score"),
+            api.get_or_none("risk", f"/v1/customers/{customer_id}/signals"),
+            api.get("notify", "/v1/messages", {**cid, "limit": 200}),
+            api.get("notify", "/v1/responses", {**cid, "limit": 200}),
+        ]
+    )
+    got: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, ServiceError):
+            problems[name] = result.sentence
+            got[name] = None
+        else:
+            got[name] = result
+    invoices: list[dict[str, Any]] = got["invoices"] or []
+    numbers = {i["id"]: i["number"] for i in invoices}
+    today = local_today(customer.get("timezone") or "UTC")
+    promises = await promises_recorded(session, [customer_id])
+    paused = [
+        {
+            "invoice": numbers.get(inv, inv),
+            "invoice_id": inv,
+            "until": p["promised_on"],
+            "why": "promise to pay",
+        }
+        for p in promises
+        if p["promised_on"] >= today and p.get("status", "open") == "open"
+        for inv in p.get("invoice_ids", [])
+    ]
+    paused_until = {p["invoice_id"]: p["until"] for p in paused}
+    timeline = got["timeline"] or {}
+    upcoming = [
+        {
+            **step,
+            "invoice": numbers.get(step["invoice_id"], step["invoice_id"]),
+            "held_until": _held_until(step, paused_until),
+        }
+        for step in timeline.get("upcoming", [])
+    ]
+    return CustomerPage(
+        customer=customer,
+        balance=got["balance"],
+        aging=got["aging"],
+        invoices=invoices,
+        stage=got["stage"],
+        upcoming=upcoming,
+        score=got["score"],
+        signals=(got["signals"] or {}).get("open", []),
+        promises=promises,
+        paused=paused,
+        events=_events(got, numbers, promises, timeline),
+        problems=problems,
+        today=today,
+    )
+
+
+def _held_until(step: dict[str, Any], paused_until: dict[str, dt.date]) -> dt.date | None:
+    """The promised date a pending step waits for, when its invoice is paused past its date."""
+    until = paused_until.get(step["invoice_id"])
+    if until is not None and dt.date.fromisoformat(step["local_date"]) <= until:
+        return until
+    return None
+
+
+def _events(
+    got: dict[str, Any],
+    numbers: dict[str, str],
+    promises: list[dict[str, Any]],
+    timeline: dict[str, Any],
+) -> list[Event]:
+    """One timeline, newest first, of what happened to the customer across the services."""
+    events: list[Event] = []
+    for inv in got["invoices"] or []:
+        events.append(
+            Event(
+                _instant(inv["issue_date"]),
+                "invoice",
+                f"Invoice {inv['number']} issued",
+                f"due {inv['due_date']}",
+                inv["status"],
+            )
+        )
+    for pay in got["payments"] or []:
+        paid = ", ".join(numbers.get(a["invoice_id"], a["invoice_id"]) for a in pay["allocations"])
+        events.append(
+            Event(
+                _instant(pay["received_at"]),
+                "payment",
+                f"Payment received by {pay['method'].replace('_', ' ')}",
+                f"applied to {paid}" if paid else "not applied yet",
+                pay["status"],
+            )
+        )
+    for msg in (got["messages"] or {}).get("items", []):
+        events.append(
+            Event(
+                _instant(msg["sent_at"] or msg["created_at"]),
+                "message",
+                " ".join((msg["channel"].upper(), msg["kind"].replace("_", " ")))
+                + (f": {msg['subject']}" if msg.get("subject") else ""),
+                msg.get("reason") or "",
+                msg["status"],
+            )
+        )
+    for r in (got["responses"] or {}).get("items", []):
+        events.append(
+            Event(
+                _instant(r["logged_at"]),
+                "response",
+                f"Response: {r['reason'].replace('_', ' ')}",
+                " — ".join(
+                    x
+                    for x in (r.get("note"), f"by {r['logged_by']}" if r.get("logged_by") else None)
+                    if x
+                ),
+                r["source"],
+            )
+        )
+    for p in promises:
+        events.append(
+            Event(
+                _instant(p["recorded_at"]),
+                "promise",
+                f"Promise to pay by {p['promised_on'].isoformat()}",
+                f"{len(p.get('invoice_ids', []))} invoice(s), recorded by {p['recorded_by']}",
+                p.get("status", "open"),
+            )
+        )
+    for step in timeline.get("fired", []):
+        events.append(
+            Event(
+                _instant(step["emitted_at"] or step["send_at"]),
+                "dunning",
+                f"Dunning step {step['step_key']} ({step['channel']})",
+                numbers.get(step["invoice_id"], step["invoice_id"]),
+                "fired",
+            )
+        )
+    return sorted(events, key=lambda e: e.at, reverse=True)
