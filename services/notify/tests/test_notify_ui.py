@@ -4,8 +4,12 @@ The real invoice, dunning, risk and notify apps run under uvicorn (see ui_kit)."
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import re
+import sys
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,8 +17,9 @@ import httpx
 import pytest
 from notify.ui.accounts import hash_session_id
 from notify.ui.sealing import SealError, seal, unseal
+from notify.ui.views import WorkRow
 from sqlalchemy import text
-from ui_kit import PASSWORD, UiStack, ui_stack
+from ui_kit import ADMIN_TOKEN, PASSWORD, UiStack, ui_stack
 
 __all__ = ["ui_stack"]  # the fixture, imported for the tests below
 
@@ -176,6 +181,8 @@ async def test_a_collector_sees_and_acts_on_only_its_own_customers(ui_stack: UiS
         assert "Bobco Ltd" not in (await c.get("/", params={"owner": "bob"})).text
         r = await c.get(f"/customers/{bobco}")
         assert r.status_code == 404
+        for sneaky in (f"{acme}%3Fowner%3Dbob", f"{bobco}%23", "%2E%2E"):
+            assert (await c.get(f"/customers/{sneaky}")).status_code == 404
         assert "There is no such customer in your portfolio." in r.text
         assert "Bobco" not in r.text
         r = await c.post(
@@ -306,3 +313,93 @@ async def test_user_tokens_are_stored_sealed(ui_stack: UiStack) -> None:
         ).scalar_one()
     assert set(tokens) >= {"invoice", "dunning", "notify"}
     assert all(v.startswith("v1.") and "dw_" not in v for v in tokens.values())
+
+
+async def test_the_users_cli_creates_a_user_who_can_sign_in(ui_stack: UiStack) -> None:
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": ui_stack.settings.database_url,
+        "DUEWISE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "INVOICE_API_URL": ui_stack.invoice.url,
+        "DUNNING_API_URL": ui_stack.dunning.url,
+        "RISK_API_URL": ui_stack.risk.url,
+    }
+    command = [sys.executable, "-m", "notify.ui.users", "create", "dana", "--role", "collector"]
+    proc = await asyncio.create_subprocess_exec(
+        *command, "--password", "short", env=env, stdout=PIPE, stderr=PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode != 0
+    assert b"at least 8 characters" in err
+    proc = await asyncio.create_subprocess_exec(
+        *command, "--password", PASSWORD, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"created collector 'dana'" in out
+    async with browser_like(ui_stack, "dana") as c:
+        page = await c.get("/")
+        assert page.status_code == 200
+        assert "No customers to work." in page.text  # dana owns none yet
+
+
+def _row(name: str, band: str | None, overdue: int, **kw: bool) -> WorkRow:
+    return WorkRow(
+        id=name,
+        name=name,
+        owner="carol",
+        currency="USD",
+        band=band,
+        score=None,
+        overdue=overdue,
+        open=overdue,
+        stage=None,
+        on_hold=False,
+        broken_promises=0,
+        disputed=kw.get("disputed", False),
+        promise_pending=kw.get("promise_pending", False),
+    )
+
+
+def test_worklist_order_is_band_then_overdue_with_disputes_and_promises_last() -> None:
+    rows = [
+        _row("low-big", "low", 90_000),
+        _row("high-small", "high", 100),
+        _row("critical-disputed", "critical", 50_000, disputed=True),
+        _row("high-big", "high", 5_000),
+        _row("unscored", None, 1_000_000),
+        _row("critical-promised", "critical", 70_000, promise_pending=True),
+    ]
+    assert [r.name for r in sorted(rows, key=WorkRow.sort_key)] == [
+        "high-big",
+        "high-small",
+        "low-big",
+        "unscored",
+        "critical-promised",
+        "critical-disputed",
+    ]
+
+
+async def test_a_promise_form_sent_twice_makes_one_promise(ui_stack: UiStack) -> None:
+    bobco = ui_stack.customers["bobco"]["id"]
+    async with browser_like(ui_stack, "bob") as c:
+        page = await c.get(f"/customers/{bobco}")
+        key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text)
+        assert key
+        form = {
+            "csrf_token": csrf_of(page.text),
+            "idempotency_key": key.group(1),
+            "invoice_ids": ui_stack.invoices["bobco-1"]["id"],
+            "amount": "500",
+            "promised_date": (dt.date.today() + dt.timedelta(days=5)).isoformat(),
+        }
+        first = await c.post(f"/customers/{bobco}/promises", data=form)
+        second = await c.post(f"/customers/{bobco}/promises", data=form)
+        assert first.status_code == second.status_code == 303
+        shown = await c.get(first.headers["location"])
+        assert shown.text.count("Promise to pay by") == 1
+    async with ui_stack.dunning.engine.connect() as conn:
+        n = await conn.scalar(
+            text("SELECT count(*) FROM promise WHERE customer_id = :c"), {"c": bobco}
+        )
+    assert n == 1

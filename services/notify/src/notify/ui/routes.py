@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -27,11 +28,12 @@ from notify.ui.clients import Api, ServiceError, Services
 from notify.ui.pages import error_page, render
 from notify.ui.settings import UiSettings
 from notify.ui.tables import UI_ACTION, UI_USER
-from notify.ui.views import NotYours, customer_page, may_see, worklist
+from notify.ui.views import SAFE_ID, NotYours, customer_page, may_see, worklist
 
 SESSION_COOKIE = "dw_session"
 LOGIN_CSRF_COOKIE = "dw_login_csrf"
 REASONS: tuple[str, ...] = get_args(ResponseReason)
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9-]{8,100}$")
 
 router = APIRouter(include_in_schema=False)
 
@@ -104,6 +106,12 @@ async def checked_form(request: Request, user: SignedIn) -> FormData:
     return form
 
 
+def _secure(request: Request) -> bool:
+    """Cookies are Secure when configured, and always in production."""
+    state = _state(request)
+    return state.ui.secure_cookies or state.settings.production
+
+
 def _local_path(value: str | None) -> str:
     """`value` if it is a path on this site, else `/` (no open redirect)."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -135,7 +143,7 @@ def _login_page(
         token,
         httponly=True,
         samesite="strict",
-        secure=_state(request).ui.secure_cookies,
+        secure=_secure(request),
         path="/login",
     )
     return response
@@ -189,7 +197,7 @@ async def login(request: Request) -> Response:
         session_id,
         httponly=True,
         samesite="lax",
-        secure=ui.secure_cookies,
+        secure=_secure(request),
         path="/",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -325,6 +333,8 @@ def to_minor(text: str, currency: str) -> int:
 
 
 async def _owned_customer(api: Api, customer_id: str) -> dict[str, Any]:
+    if not SAFE_ID.match(customer_id):
+        raise PageError("There is no such customer in your portfolio.", 404, api.user)
     customer = await api.get_or_none("invoice", f"/v1/customers/{customer_id}")
     if customer is None or not may_see(api.user, customer):
         raise PageError("There is no such customer in your portfolio.", 404, api.user)
@@ -366,6 +376,12 @@ async def _act(
             )
 
 
+def _idempotency_key(form: FormData) -> str | None:
+    """The form's key (set when the page was rendered: a double submit is sent once)."""
+    key = str(form.get("idempotency_key") or "")
+    return key if IDEMPOTENCY_KEY.match(key) else None
+
+
 def _redirect_done(customer_id: str, done: str) -> Response:
     return RedirectResponse(
         f"/customers/{quote(customer_id, safe='')}?{urlencode({'done': done})}", status_code=303
@@ -402,7 +418,7 @@ async def record_promise(request: Request, customer_id: str, user: CurrentUser) 
             service="dunning",
             path="/v1/promises",
             body=body,
-            idempotency_key=str(form.get("idempotency_key") or "") or None,
+            idempotency_key=_idempotency_key(form),
         )
     except ServiceError as exc:
         return await _customer_response(
@@ -433,7 +449,7 @@ async def log_response(request: Request, customer_id: str, user: CurrentUser) ->
             service="notify",
             path="/v1/responses",
             body=body,
-            idempotency_key=str(form.get("idempotency_key") or "") or None,
+            idempotency_key=_idempotency_key(form),
         )
     except ServiceError as exc:
         return await _customer_response(

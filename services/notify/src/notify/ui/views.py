@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +15,9 @@ from notify.ui.accounts import SignedIn
 from notify.ui.clients import Api, ServiceError, gather_limited
 from notify.ui.tables import UI_ACTION
 
+#: What the services' ids look like (`cus_0192…`): anything else is refused before a call, so
+#: a path parameter can never carry a query, a fragment or `..` into a service's URL.
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 BAND_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -71,17 +75,21 @@ async def promises_recorded(
     )
     if customer_ids is not None:
         stmt = stmt.where(UI_ACTION.c.customer_id.in_(customer_ids))
-    rows = (await session.execute(stmt)).all()
-    return [
-        {
-            **(r.result or {}),
-            "recorded_at": r.at,
-            "recorded_by": r.user_name,
-            "customer_id": r.customer_id,
-            "promised_on": dt.date.fromisoformat((r.result or {})["promised_date"]),
-        }
-        for r in rows
-    ]
+    promises: dict[str, dict[str, Any]] = {}
+    for r in (await session.execute(stmt)).all():
+        result: dict[str, Any] = r.result or {}
+        # A form sent twice replays dunning's first answer: one promise, two audit rows.
+        promises.setdefault(
+            result["id"],
+            {
+                **result,
+                "recorded_at": r.at,
+                "recorded_by": r.user_name,
+                "customer_id": r.customer_id,
+                "promised_on": dt.date.fromisoformat(result["promised_date"]),
+            },
+        )
+    return list(promises.values())
 
 
 async def worklist(
@@ -203,6 +211,8 @@ class CustomerPage:
 
 async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> CustomerPage:
     """Everything the customer page shows; a section whose service failed says so instead."""
+    if not SAFE_ID.match(customer_id):
+        raise NotYours(customer_id)
     customer = await api.get_or_none("invoice", f"/v1/customers/{customer_id}")
     if customer is None or not may_see(api.user, customer):
         raise NotYours(customer_id)
