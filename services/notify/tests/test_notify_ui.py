@@ -315,7 +315,8 @@ async def test_user_tokens_are_stored_sealed(ui_stack: UiStack) -> None:
     assert all(v.startswith("v1.") and "dw_" not in v for v in tokens.values())
 
 
-async def test_the_users_cli_creates_a_user_who_can_sign_in(ui_stack: UiStack) -> None:
+@pytest.mark.timeout(300)  # two Python processes start, on a busy machine
+async def test_the_users_cli_creates_and_disables_a_user(ui_stack: UiStack) -> None:
     env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": ui_stack.settings.database_url,
@@ -325,12 +326,8 @@ async def test_the_users_cli_creates_a_user_who_can_sign_in(ui_stack: UiStack) -
         "RISK_API_URL": ui_stack.risk.url,
     }
     command = [sys.executable, "-m", "notify.ui.users", "create", "dana", "--role", "collector"]
-    proc = await asyncio.create_subprocess_exec(
-        *command, "--password", "short", env=env, stdout=PIPE, stderr=PIPE
-    )
-    _, err = await proc.communicate()
-    assert proc.returncode != 0
-    assert b"at least 8 characters" in err
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        await ui_stack.create_user("dana", password="short")
     proc = await asyncio.create_subprocess_exec(
         *command, "--password", PASSWORD, env=env, stdout=PIPE, stderr=PIPE
     )
@@ -341,6 +338,14 @@ async def test_the_users_cli_creates_a_user_who_can_sign_in(ui_stack: UiStack) -
         page = await c.get("/")
         assert page.status_code == 200
         assert "No customers to work." in page.text  # dana owns none yet
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "notify.ui.users", "disable", "dana", env=env, stdout=PIPE
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        assert b"disabled 'dana'" in out
+        assert (await c.get("/")).status_code == 303  # signed out at once
+        assert (await sign_in(c, "dana")).status_code == 401
 
 
 def _row(name: str, band: str | None, overdue: int, **kw: bool) -> WorkRow:

@@ -93,7 +93,9 @@ class UiStack:
             base_url=served.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
         )
 
-    async def create_user(self, user_name: str, role: str = "collector") -> None:
+    async def create_user(
+        self, user_name: str, role: str = "collector", password: str = PASSWORD
+    ) -> None:
         async with (
             httpx.AsyncClient(timeout=10) as http,
             self.notify.app.state.sessionmaker() as session,
@@ -111,7 +113,7 @@ class UiStack:
                 secret=self.settings.secret_key.get_secret_value(),
                 user_name=user_name,
                 role=role,
-                password=PASSWORD,
+                password=password,
                 display_name=user_name.title(),
             )
 

@@ -1,4 +1,4 @@
-"""Creating collector UI users: `python -m notify.ui.users create NAME --role collector`.
+"""Collector UI users: `python -m notify.ui.users create NAME --role collector`, `… disable NAME`.
 
 A user gets an Argon2 password hash and its own API token for each service, minted with
 that service's `POST /v1/tokens` (with DUEWISE_ADMIN_TOKEN) for the user's role, so that the
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import httpx
 import typer
 from duewise_service.db import make_engine, make_sessionmaker
+from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notify.auth import AUTH
@@ -24,6 +25,7 @@ from notify.config import Settings
 from notify.ui.accounts import ROLES, insert_user
 from notify.ui.sealing import seal
 from notify.ui.settings import UiSettings
+from notify.ui.tables import UI_SESSION, UI_USER
 
 #: The services whose tokens are minted over HTTP (notify's is created in its own table).
 REMOTE = ("invoice", "dunning", "risk")
@@ -148,6 +150,36 @@ def create(
     typer.echo(f"created {role} {name!r}")
     for service in missing:
         typer.echo(f"note: {service} issues no tokens; the UI reads it with the admin token")
+
+
+async def disable_user(session: AsyncSession, user_name: str) -> bool:
+    """Stop `user_name` signing in and end its sessions; False when there is no such user."""
+    done = await session.execute(
+        update(UI_USER)
+        .where(UI_USER.c.user_name == user_name, UI_USER.c.disabled_at.is_(None))
+        .values(disabled_at=func.now())
+        .returning(UI_USER.c.user_name)
+    )
+    await session.execute(delete(UI_SESSION).where(UI_SESSION.c.user_name == user_name))
+    return done.first() is not None
+
+
+@app.command()
+def disable(name: str = typer.Argument(..., help="the user to stop")) -> None:
+    """Stop a user signing in and end its sessions at once."""
+    settings = Settings()
+
+    async def run() -> bool:
+        engine = make_engine(settings.sqlalchemy_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return await disable_user(session, name)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        raise typer.BadParameter(f"no enabled user {name!r}")
+    typer.echo(f"disabled {name!r}; its sessions are over")
 
 
 if __name__ == "__main__":
