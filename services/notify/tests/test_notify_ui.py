@@ -408,3 +408,16 @@ async def test_a_promise_form_sent_twice_makes_one_promise(ui_stack: UiStack) ->
             text("SELECT count(*) FROM promise WHERE customer_id = :c"), {"c": bobco}
         )
     assert n == 1
+
+
+async def test_a_cut_customer_list_says_so(
+    ui_stack: UiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notify.ui import clients
+
+    monkeypatch.setattr(clients, "PAGE_SIZE", 1)
+    monkeypatch.setattr(clients, "MAX_PAGES", 1)
+    async with browser_like(ui_stack, "ada") as c:
+        page = await c.get("/")
+    assert page.status_code == 200
+    assert "This list is incomplete: only the first 1 customers of the book were read." in page.text

@@ -17,7 +17,8 @@ import httpx
 from notify.ui.accounts import SignedIn
 
 SERVICES = ("invoice", "dunning", "risk", "notify")
-#: Pages followed at most by `all_pages` (200 items a page): a runaway list stops here.
+#: Items asked for a page, and pages followed at most: a runaway list stops here.
+PAGE_SIZE = 200
 MAX_PAGES = 50
 
 
@@ -133,18 +134,26 @@ class Api:
             raise error_for(service, response)
         return response.json()
 
-    async def all_pages(
+    async def pages(
         self, service: str, path: str, params: Mapping[str, Any] | None = None
-    ) -> list[Any]:
-        """Every item of a paginated list (following `next_cursor`)."""
+    ) -> tuple[list[Any], bool]:
+        """The items of a paginated list (following `next_cursor`, at most MAX_PAGES pages)
+        and whether that was all of them."""
         items: list[Any] = []
-        query = {**(params or {}), "limit": 200}
+        query = {**(params or {}), "limit": PAGE_SIZE}
         for _ in range(MAX_PAGES):
             page = await self.get(service, path, query)
             items.extend(page["items"])
             if not page.get("next_cursor"):
-                break
+                return items, True
             query["cursor"] = page["next_cursor"]
+        return items, False
+
+    async def all_pages(
+        self, service: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """The items of a paginated list (see `pages`)."""
+        items, _ = await self.pages(service, path, params)
         return items
 
     async def post(

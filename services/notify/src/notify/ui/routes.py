@@ -231,7 +231,7 @@ async def worklist_page(
     chosen_owner = (owner or None) if user.is_admin else user.user_name
     async with _maker(request)() as session:
         try:
-            rows = await worklist(
+            work = await worklist(
                 _api(request, user),
                 session,
                 owner=chosen_owner,
@@ -251,7 +251,9 @@ async def worklist_page(
         "worklist.html",
         {
             "user": user,
-            "rows": rows,
+            "rows": work.rows,
+            "complete": work.complete,
+            "customers_read": work.customers_read,
             "owners": owners,
             "filters": {
                 "owner": chosen_owner or "",

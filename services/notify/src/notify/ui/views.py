@@ -64,6 +64,14 @@ class WorkRow:
         return (self.pushed_down, BAND_RANK.get(self.band or "", 4), -self.overdue, self.name)
 
 
+@dataclass
+class WorkList:
+    rows: list[WorkRow]
+    #: False when the customer list was cut at MAX_PAGES pages (the page says so).
+    complete: bool
+    customers_read: int
+
+
 async def promises_recorded(
     session: AsyncSession, customer_ids: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -100,13 +108,12 @@ async def worklist(
     band: str | None = None,
     stage: str | None = None,
     currency: str | None = None,
-) -> list[WorkRow]:
+) -> WorkList:
     """The user's customers with their risk, overdue amount and stage, in working order."""
     user = api.user
+    everyone, complete = await api.pages("invoice", "/v1/customers")
     customers = [
-        c
-        for c in await api.all_pages("invoice", "/v1/customers")
-        if may_see(user, c) and (owner is None or c.get("owner") == owner)
+        c for c in everyone if may_see(user, c) and (owner is None or c.get("owner") == owner)
     ]
     if currency:
         customers = [c for c in customers if c["currency"] == currency]
@@ -160,7 +167,7 @@ async def worklist(
         rows = [r for r in rows if r.band == band]
     if stage:
         rows = [r for r in rows if r.stage == stage]
-    return sorted(rows, key=WorkRow.sort_key)
+    return WorkList(sorted(rows, key=WorkRow.sort_key), complete, len(everyone))
 
 
 @dataclass
