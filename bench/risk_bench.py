@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import os
 import random
+import resource
 import secrets
 import signal
 import sys
@@ -217,8 +218,9 @@ async def raw_consume(bootstrap: str, n: int) -> tuple[float, float]:
 
 
 async def live_consume(url: str, env: dict[str, str], n: int, log_dir: Path, log: Log
-                       ) -> tuple[float, float, int]:  # fmt: skip
-    """`risk.cli consumer` over the same records: (events/s, wall s, profiles)."""
+                       ) -> tuple[float, float, int, float]:  # fmt: skip
+    """`risk.cli consumer` over the same records: (events/s, wall s, profiles, consumer CPU s
+    from its start to the last event applied)."""
     out = (log_dir / "risk-consumer.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "risk.cli", "consumer", env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -236,12 +238,13 @@ async def live_consume(url: str, env: dict[str, str], n: int, log_dir: Path, log
             if time.monotonic() > next_log:
                 log(f"  consumer: {done:,} of {n:,} applied")
                 next_log += 10
+        cpu = _proc_cpu(proc.pid)
         first, last = await conn.fetchrow("SELECT min(processed_at), max(processed_at) FROM inbox")
         wall = (last - first).total_seconds()
         profiles = await conn.fetchval(
             "SELECT count(*) FROM customer_profile WHERE score IS NOT NULL"
         )
-        return (n - 1) / wall, wall, profiles
+        return (n - 1) / wall, wall, profiles, cpu
     finally:
         await conn.close()
         await _stop_process(proc)
@@ -257,7 +260,21 @@ async def scores(url: str) -> dict[str, tuple[int, str]]:
         await conn.close()
 
 
-async def run_rebuild(env: dict[str, str], workers: int, log_dir: Path) -> tuple[float, str]:
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    """CPU seconds of finished child processes (and theirs: the rebuild's workers)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+async def run_rebuild(env: dict[str, str], workers: int, log_dir: Path) -> tuple[float, str, float]:
+    """(wall s, the command's summary line, CPU s of the command and its workers)."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "risk.cli", "rebuild", "--no-commit-offsets",
@@ -269,7 +286,7 @@ async def run_rebuild(env: dict[str, str], workers: int, log_dir: Path) -> tuple
     (log_dir / "risk-rebuild.log").write_bytes(output)
     if proc.returncode != 0:
         raise BenchSetupError(f"rebuild exited {proc.returncode}:\n{output.decode()[-2000:]}")
-    return wall, output.decode().strip().splitlines()[-1]
+    return wall, output.decode().strip().splitlines()[-1], _children_cpu() - cpu0
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -307,7 +324,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             n_live = await produce(stack.bootstrap, 0, args.live_customers, per, args.seed, log)
             raw_rate, raw_wall = await raw_consume(stack.bootstrap, n_live)
             log(f"raw aiokafka consume: {raw_rate:,.0f} records/s ({raw_wall:.2f} s)")
-            live_rate, live_wall, profiles = await live_consume(url, env, n_live,
+            live_rate, live_wall, profiles, live_cpu = await live_consume(url, env, n_live,
                                                                 stack.log_dir, log)  # fmt: skip
             log(f"risk consumer: {live_rate:,.0f} events/s ({live_wall:.1f} s), "
                 f"{profiles:,} customers scored")  # fmt: skip
@@ -320,6 +337,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                     f"{live_rate:,.0f} /s", ceiling=f"{raw_rate:,.0f} /s", ratio=pct(share_),
                     target=f">= {LIVE_SHARE_TARGET:.0%} of raw",
                     verdict=verdict(share_ >= LIVE_SHARE_TARGET)),
+                Row("  consumer process CPU per event (start-up included)",
+                    f"{live_cpu / n_live * 1e6:,.0f} µs", target=f"{live_cpu:.1f} CPU s"),
                 Row("  customers scored by the live path", f"{profiles:,}",
                     target=f"{args.live_customers:,} customers",
                     verdict=verdict(profiles == args.live_customers)),
@@ -335,8 +354,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             total = n_live + n_rest
             log(f"  {total:,} records on {TOPIC} ({produce_s:.0f} s to produce); rebuilding "
                 f"with {workers} worker(s)")  # fmt: skip
-            rebuild_s, summary = await run_rebuild(env, workers, stack.log_dir)
-            log(f"rebuild: {rebuild_s:.1f} s: {summary}")
+            rebuild_s, summary, rebuild_cpu = await run_rebuild(env, workers, stack.log_dir)
+            log(f"rebuild: {rebuild_s:.1f} s ({rebuild_cpu:.0f} CPU s): {summary}")
             rebuilt = await scores(url)
             same = sum(1 for cid, v in live_scores.items() if rebuilt.get(cid) == v)
             rows += [
@@ -347,6 +366,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                                     and len(rebuilt) == args.customers)),
                 Row("  events folded per second in the rebuild", f"{total / rebuild_s:,.0f} /s",
                     target=summary),
+                Row("  CPU of the rebuild process and its workers (PostgreSQL and broker not "
+                    "counted)", f"{rebuild_cpu:.0f} CPU s",
+                    target=f"{rebuild_cpu / workers:.0f} s per core if the cores were free"),
                 Row("  live customers whose rebuilt score equals the live one", f"{same:,}",
                     target=f"{len(live_scores):,}", verdict=verdict(same == len(live_scores))),
                 Row(f"  producing the {n_rest:,} rebuild records (setup, not a target)",

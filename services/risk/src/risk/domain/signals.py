@@ -140,6 +140,8 @@ def slowing_payment(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def broken_promises(s: CustomerState, th: Thresholds) -> Finding | None:
+    if len(s.promises_broken) < th.broken_promises:
+        return None  # cheap gates first: every check runs after every event
     start = s.today - th.promise_window_days + 1
     broken = [d for d in s.promises_broken if d >= start]
     if len(broken) < th.broken_promises:
@@ -159,6 +161,8 @@ def broken_promises(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def reversed_payment(s: CustomerState, th: Thresholds) -> Finding | None:
+    if not s.reversals:
+        return None
     start = s.today - th.reversal_window_days + 1
     recent = [r for r in s.reversals if r["on"] >= start]
     if not recent:
@@ -174,6 +178,8 @@ def reversed_payment(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def credit_limit_exceeded(s: CustomerState, th: Thresholds) -> Finding | None:
+    if not s.credit_limit:
+        return None
     use = m.credit_use(s)
     if use is None or use[0] <= use[1]:
         return None
@@ -196,6 +202,8 @@ def partial_payments(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def repeated_disputes(s: CustomerState, th: Thresholds) -> Finding | None:
+    if len(s.disputes_opened) < th.disputes:
+        return None
     start = s.today - th.dispute_window_days + 1
     opened = [d for d in s.disputes_opened if d >= start]
     if len(opened) < th.disputes:
@@ -217,6 +225,8 @@ def repeated_disputes(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def contact_problem(s: CustomerState, th: Thresholds) -> Finding | None:
+    if not s.responses and not s.undeliverable:
+        return None
     # Responses from before the last change of contacts were about the old contacts.
     start = max(s.today - th.contact_window_days + 1, (s.contacts_changed_on or -1) + 1)
     reasons = [reason for on, reason in s.responses if on >= start and reason in CONTACT_REASONS]
@@ -235,6 +245,8 @@ def contact_problem(s: CustomerState, th: Thresholds) -> Finding | None:
 
 
 def steady_early_payment(s: CustomerState, th: Thresholds) -> Finding | None:
+    if len(s.invoices) < th.early_invoices:
+        return None
     closed = m.closed_invoices(s, 0, s.today + 1)[-th.early_invoices :]
     if len(closed) < th.early_invoices:
         return None
