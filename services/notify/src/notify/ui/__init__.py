@@ -18,19 +18,19 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from notify.config import Settings
+from notify.ui import routes, signin
 from notify.ui import tables as tables
 from notify.ui.clients import ServiceError, Services
 from notify.ui.pages import STATIC_DIR
-from notify.ui.routes import (
+from notify.ui.settings import UiSettings
+from notify.ui.web import (
     NotSignedIn,
     PageError,
     UiState,
     on_not_signed_in,
     on_page_error,
     on_service_error,
-    router,
 )
-from notify.ui.settings import UiSettings
 
 __all__ = ["UiSettings", "install_ui"]
 
@@ -73,7 +73,8 @@ def install_ui(app: FastAPI, settings: Settings, ui_settings: UiSettings | None 
                     state.services = None
 
     app.router.lifespan_context = lifespan
-    app.include_router(router)
+    app.include_router(signin.router)
+    app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.add_exception_handler(NotSignedIn, on_not_signed_in)
     app.add_exception_handler(PageError, on_page_error)
