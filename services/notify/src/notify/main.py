@@ -17,6 +17,7 @@ from notify.auth import AUTH
 from notify.compose import Links
 from notify.config import Settings, get_settings
 from notify.render import Renderer
+from notify.ui import install_ui
 
 
 def check_production(settings: Settings) -> None:
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_ui(app, settings)
     app.include_router(health.router)
     app.include_router(public.router)
     app.include_router(v1)

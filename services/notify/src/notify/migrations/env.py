@@ -3,6 +3,7 @@
 from duewise_service.migrations import run_env
 
 import notify.models as models
+import notify.ui.tables  # noqa: F401  (the collector UI's tables, on the same metadata)
 
 #: Serialises concurrent `migrate` runs (several replicas starting at once).
 MIGRATION_LOCK_KEY = 0x0D0E_4002
