@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from dunning.api import admin, customers, health, policies, timelines
+from dunning.api import admin, customers, health, pauses, policies, timelines
 from dunning.auth import AUTH
 
 v1 = APIRouter(prefix="/v1")
-for _module in (policies, timelines, customers, admin):
+for _module in (policies, timelines, customers, pauses, admin):
     v1.include_router(_module.router)
 v1.include_router(AUTH.router(admin_scope="tokens:admin"))
 
