@@ -207,3 +207,31 @@ async def test_owner_round_trips_and_is_in_the_events(
     assert r.status_code == 422
     assert "owner" in r.text
     assert (await new_customer(client))["owner"] is None
+
+
+async def test_customers_list_by_owner_pages_one_portfolio(client: httpx.AsyncClient) -> None:
+    anna = [(await new_customer(client, owner="anna"))["id"] for _ in range(3)]
+    ben = (await new_customer(client, owner="ben"))["id"]
+    nobody = (await new_customer(client))["id"]
+
+    seen: list[str] = []
+    params: dict[str, object] = {"owner": "anna", "limit": 2}
+    while True:
+        r = await client.get("/v1/customers", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert {c["owner"] for c in page["items"]} <= {"anna"}
+        seen += [c["id"] for c in page["items"]]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert seen == anna
+    r = await client.get("/v1/customers", params={"owner": "ben"})
+    assert [c["id"] for c in r.json()["items"]] == [ben]
+    r = await client.get("/v1/customers", params={"owner": "carol"})
+    assert r.json() == {"items": [], "next_cursor": None}
+    everyone = (await client.get("/v1/customers")).json()["items"]
+    assert {c["id"] for c in everyone} == {*anna, ben, nobody}
+    r = await client.get("/v1/customers", params={"owner": ""})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"

@@ -39,11 +39,19 @@ async def list_customers(
     cursor: str | None = None,
     external_id: str | None = None,
     tag: str | None = None,
+    owner: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="the collector's user name")
+    ] = None,
 ) -> PageOut[CustomerPublic]:
-    """Customers, oldest first."""
+    """Customers, oldest first; `owner` keeps one collector's portfolio."""
     async with session.begin():
         page = await service.list_customers(
-            session=session, limit=limit, cursor=cursor, external_id=external_id, tag=tag
+            session=session,
+            limit=limit,
+            cursor=cursor,
+            external_id=external_id,
+            tag=tag,
+            owner=owner,
         )
         items = [await customer_view(session, c) for c in page.items]
     return PageOut(items=items, next_cursor=page.next_cursor)

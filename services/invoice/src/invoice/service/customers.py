@@ -157,8 +157,9 @@ async def list_customers(
     cursor: str | None = None,
     external_id: str | None = None,
     tag: str | None = None,
+    owner: str | None = None,
 ) -> Page[Customer]:
-    """Customers oldest first, keyset-paginated by id."""
+    """Customers oldest first, keyset-paginated by id; one owner's portfolio when given."""
     check_limit(limit)
     stmt = select(Customer).order_by(col(Customer.id)).limit(limit + 1)
     after = decode_cursor(cursor)
@@ -168,6 +169,8 @@ async def list_customers(
         stmt = stmt.where(col(Customer.external_id) == external_id)
     if tag is not None:
         stmt = stmt.where(col(Customer.tags).contains([tag]))
+    if owner is not None:
+        stmt = stmt.where(col(Customer.owner) == owner)
     rows = (await session.execute(stmt)).scalars().all()
     return page_of(rows, limit, lambda c: c.id)
 
