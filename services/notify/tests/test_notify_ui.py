@@ -421,3 +421,265 @@ async def test_a_cut_customer_list_says_so(
         page = await c.get("/")
     assert page.status_code == 200
     assert "This list is incomplete: only the first 1 customers of the book were read." in page.text
+
+
+# --- the customer page's other actions ------------------------------------------------------
+
+
+async def _audit(stack: UiStack, kind: str) -> list[tuple[str, str, int]]:
+    async with stack.notify.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT user_name, service, status FROM ui_action WHERE kind = :k ORDER BY at"
+                ),
+                {"k": kind},
+            )
+        ).all()
+    return [(r.user_name, r.service, r.status) for r in rows]
+
+
+async def test_a_dispute_is_opened_and_resolved_with_the_invoice_service(
+    ui_stack: UiStack,
+) -> None:
+    acme = ui_stack.customers["acme"]["id"]
+    current = ui_stack.invoices["acme-current"]
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get(f"/customers/{acme}")
+        token = csrf_of(page.text)
+        r = await c.post(
+            f"/customers/{acme}/disputes",
+            data={"csrf_token": token, "invoice_id": current["id"], "reason": "wrong quantity"},
+        )
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert "Dispute opened" in page.text
+        assert "Dispute opened on A-1002" in page.text  # the timeline
+        match = re.search(rf'action="/customers/{acme}/disputes/(dsp_[^/"]+)/resolve"', page.text)
+        assert match, "no resolve form for the open dispute"
+        async with ui_stack.admin(ui_stack.invoice) as inv:
+            dispute = (await inv.get(f"/v1/disputes/{match.group(1)}")).json()
+        assert (dispute["status"], dispute["reason"]) == ("open", "wrong quantity")
+        # A second dispute on the same invoice: the invoice service's refusal, as a sentence.
+        r = await c.post(
+            f"/customers/{acme}/disputes",
+            data={"csrf_token": token, "invoice_id": current["id"], "reason": "again"},
+        )
+        assert r.status_code == 422
+        assert "The invoice service refused it: invoice" in r.text
+        assert "already has an open dispute." in r.text
+        r = await c.post(
+            f"/customers/{acme}/disputes/{match.group(1)}/resolve",
+            data={"csrf_token": token, "outcome": "customer_wrong", "note": "checked the POD"},
+        )
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert "Dispute on A-1002 resolved: customer wrong" in page.text
+        assert f"/disputes/{match.group(1)}/resolve" not in page.text
+        async with ui_stack.admin(ui_stack.invoice) as inv:
+            dispute = (await inv.get(f"/v1/disputes/{match.group(1)}")).json()
+        assert (dispute["status"], dispute["outcome"]) == ("resolved", "customer_wrong")
+    assert await _audit(ui_stack, "dispute_open") == [
+        ("carol", "invoice", 201),
+        ("carol", "invoice", 422),
+    ]
+    assert await _audit(ui_stack, "dispute_resolve") == [("carol", "invoice", 200)]
+
+
+async def test_dunning_is_paused_until_a_date_and_resumed(ui_stack: UiStack) -> None:
+    acme = ui_stack.customers["acme"]["id"]
+    resume_on = (dt.date.today() + dt.timedelta(days=14)).isoformat()
+    async with browser_like(ui_stack, "carol") as c:
+        token = csrf_of((await c.get(f"/customers/{acme}")).text)
+        r = await c.post(
+            f"/customers/{acme}/pauses",
+            data={"csrf_token": token, "target": "customer", "reason": "", "resume_on": resume_on},
+        )
+        assert r.status_code == 422
+        assert "Say why dunning is paused." in r.text
+        r = await c.post(
+            f"/customers/{acme}/pauses",
+            data={"csrf_token": token, "reason": "CFO on leave", "resume_on": "2001-01-01"},
+        )
+        assert "Give a resume date after today." in r.text
+        r = await c.post(
+            f"/customers/{acme}/pauses",
+            data={"csrf_token": token, "reason": "CFO on leave", "resume_on": resume_on},
+        )
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert f"Paused the whole customer until {resume_on}: CFO on leave" in page.text
+        match = re.search(rf'action="/customers/{acme}/pauses/([^/"]+)/resume"', page.text)
+        assert match
+        pause_id = match.group(1)
+        async with ui_stack.dunning.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT customer_id, created_by, lifted_at FROM pause WHERE id = :p"),
+                    {"p": pause_id},
+                )
+            ).one()
+        assert (row.customer_id, row.created_by, row.lifted_at) == (acme, "ui:carol", None)
+        r = await c.post(f"/customers/{acme}/pauses/pau_nope/resume", data={"csrf_token": token})
+        assert r.status_code == 422
+        assert "There is no such pause here." in r.text
+        r = await c.post(f"/customers/{acme}/pauses/{pause_id}/resume", data={"csrf_token": token})
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert "Dunning resumed" in page.text
+        assert f"/pauses/{pause_id}/resume" not in page.text
+    async with ui_stack.dunning.engine.connect() as conn:
+        lifted = await conn.scalar(
+            text("SELECT lifted_at FROM pause WHERE id = :p"), {"p": pause_id}
+        )
+    assert lifted is not None
+    assert await _audit(ui_stack, "resume") == [("carol", "dunning", 204)]
+
+
+async def test_a_credit_hold_is_placed_and_released(ui_stack: UiStack) -> None:
+    acme = ui_stack.customers["acme"]["id"]
+
+    async def on_hold() -> bool:
+        async with ui_stack.admin(ui_stack.dunning) as dun:
+            return bool((await dun.get(f"/v1/customers/{acme}/stage")).json()["on_hold"])
+
+    async with browser_like(ui_stack, "carol") as c:
+        token = csrf_of((await c.get(f"/customers/{acme}")).text)
+        r = await c.post(f"/customers/{acme}/credit-hold", data={"csrf_token": token})
+        assert r.status_code == 422
+        assert "Give a reason for the credit hold." in r.text
+        r = await c.post(
+            f"/customers/{acme}/credit-hold", data={"csrf_token": token, "reason": "90 days late"}
+        )
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert "Credit hold placed." in page.text
+        assert "Release credit hold" in page.text
+        assert await on_hold()
+        r = await c.post(
+            f"/customers/{acme}/credit-hold/release",
+            data={"csrf_token": token, "reason": "paid in part"},
+        )
+        assert r.status_code == 303, r.text
+        page = await c.get(r.headers["location"])
+        assert "Credit hold released." in page.text
+        assert "Place credit hold" in page.text
+    assert not await on_hold()
+    assert await _audit(ui_stack, "hold_place") == [("carol", "dunning", 200)]
+
+
+async def test_a_manual_message_is_previewed_then_queued_with_notify(ui_stack: UiStack) -> None:
+    acme = ui_stack.customers["acme"]["id"]
+    overdue = ui_stack.invoices["acme-overdue"]["id"]
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get(f"/customers/{acme}", params={"template": "payment_plan"})
+        assert "A payment plan for your overdue balance" in page.text
+        form = {
+            "csrf_token": csrf_of(page.text),
+            "template": "payment_plan",
+            "channel": "email",
+            "subject": "About A-1001",
+            "body": "Hello <b>Pat</b>,\n\nCould we agree on instalments?",
+            "invoice_ids": overdue,
+        }
+        r = await c.post(f"/customers/{acme}/messages/preview", data=form)
+        assert r.status_code == 200, r.text
+        assert 'id="message-preview"' in r.text
+        assert 'sandbox=""' in r.text
+        # the email's HTML is an attribute of the sandboxed frame, escaped: never page markup
+        assert "&lt;b&gt;Pat" in r.text or "&amp;lt;b&amp;gt;Pat" in r.text
+        assert "<b>Pat</b>" not in r.text
+        assert "'sha256-" in r.headers["content-security-policy"]
+        assert "unsafe-inline" not in r.headers["content-security-policy"]
+        r = await c.post(f"/customers/{acme}/messages", data={**form, "subject": ""})
+        assert r.status_code == 422
+        assert "The notify service refused it: subject: an email needs a subject." in r.text
+        r = await c.post(f"/customers/{acme}/messages", data=form)
+        assert r.status_code == 303, r.text
+        assert "Message queued" in (await c.get(r.headers["location"])).text
+    async with ui_stack.notify.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT kind, channel, created_by, data FROM message "
+                    "WHERE customer_id = :c AND kind = 'manual'"
+                ),
+                {"c": acme},
+            )
+        ).one()
+    assert (row.kind, row.channel, row.created_by) == ("manual", "email", "ui:carol")
+    assert row.data["subject"] == "About A-1001"
+    assert await _audit(ui_stack, "message") == [("carol", "notify", 422), ("carol", "notify", 202)]
+
+
+async def test_contacts_are_fixed_by_an_admin_and_a_collector_is_told_why_not(
+    ui_stack: UiStack,
+) -> None:
+    bobco = ui_stack.customers["bobco"]["id"]
+    rows = {
+        "contact-0-name": "Pat Payables",
+        "contact-0-email": "payables@bobco.example",
+        "contact-0-role": "billing",
+        "contact-1-name": "Chris Chief",
+        "contact-1-email": "ceo@bobco.example",
+        "contact-1-role": "primary",
+    }
+    async with browser_like(ui_stack, "bob") as c:
+        token = csrf_of((await c.get(f"/customers/{bobco}")).text)
+        r = await c.post(f"/customers/{bobco}/contacts", data={"csrf_token": token, **rows})
+        assert r.status_code == 403  # collectors hold no customers:write in the invoice service
+        assert "The invoice service did not accept your rights for this; ask an admin." in r.text
+    async with browser_like(ui_stack, "ada") as c:
+        token = csrf_of((await c.get(f"/customers/{bobco}")).text)
+        r = await c.post(
+            f"/customers/{bobco}/contacts",
+            data={"csrf_token": token, **rows, "contact-0-role": "other"},
+        )
+        assert "Keep one contact as the billing contact." in r.text
+        r = await c.post(
+            f"/customers/{bobco}/contacts",
+            data={"csrf_token": token, **rows, "contact-0-email": "not an address"},
+        )
+        assert r.status_code == 422
+        assert "The invoice service refused it: contacts/0/email:" in r.text
+        r = await c.post(f"/customers/{bobco}/contacts", data={"csrf_token": token, **rows})
+        assert r.status_code == 303, r.text
+        assert "Contacts saved." in (await c.get(r.headers["location"])).text
+    async with ui_stack.admin(ui_stack.invoice) as inv:
+        contacts = (await inv.get(f"/v1/customers/{bobco}")).json()["contacts"]
+    assert [(x["email"], x["role"]) for x in contacts] == [
+        ("payables@bobco.example", "billing"),
+        ("ceo@bobco.example", "primary"),
+    ]
+    assert await _audit(ui_stack, "contacts") == [
+        ("bob", "invoice", 403),
+        ("ada", "invoice", 422),
+        ("ada", "invoice", 200),
+    ]
+
+
+async def test_a_collector_cannot_act_on_another_collectors_customer(ui_stack: UiStack) -> None:
+    bobco = ui_stack.customers["bobco"]["id"]
+    invoice = ui_stack.invoices["bobco-1"]["id"]
+    async with browser_like(ui_stack, "carol") as c:
+        token = csrf_of((await c.get("/")).text)
+        for path, data in (
+            ("disputes", {"invoice_id": invoice, "reason": "x"}),
+            ("disputes/dsp_x/resolve", {"outcome": "settled"}),
+            ("pauses", {"reason": "x", "resume_on": "2099-01-01"}),
+            ("pauses/pau_x/resume", {}),
+            ("credit-hold", {"reason": "x"}),
+            ("credit-hold/release", {"reason": "x"}),
+            ("messages/preview", {"subject": "x", "body": "x"}),
+            ("messages", {"subject": "x", "body": "x"}),
+            ("contacts", {"contact-0-name": "x", "contact-0-email": "x@x.example"}),
+        ):
+            r = await c.post(f"/customers/{bobco}/{path}", data={"csrf_token": token, **data})
+            assert r.status_code == 404, path
+            assert "There is no such customer in your portfolio." in r.text
+    async with ui_stack.notify.engine.connect() as conn:
+        n = await conn.scalar(
+            text("SELECT count(*) FROM ui_action WHERE customer_id = :c AND user_name = 'carol'"),
+            {"c": bobco},
+        )
+    assert n == 0

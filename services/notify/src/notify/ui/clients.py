@@ -160,13 +160,25 @@ class Api:
         self, service: str, path: str, body: Any, idempotency_key: str | None = None
     ) -> tuple[int, Any]:
         """POST `body` with an Idempotency-Key; the status and JSON body of a 2xx answer."""
-        key = idempotency_key or str(uuid.uuid4())
-        response = await self._send(
-            service, "POST", path, json=body, headers={"Idempotency-Key": key}
+        return await self.write(service, "POST", path, body, idempotency_key)
+
+    async def write(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, Any]:
+        """A POST, PUT, PATCH (with an Idempotency-Key) or DELETE; the status and JSON body
+        (None when empty) of a 2xx answer, else ServiceError."""
+        headers = (
+            {} if method == "DELETE" else {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         )
+        response = await self._send(service, method, path, json=body, headers=headers)
         if not 200 <= response.status_code < 300:
             raise error_for(service, response)
-        return response.status_code, response.json()
+        return response.status_code, (response.json() if response.content else None)
 
 
 async def gather_limited(calls: Iterable[Awaitable[Any]], limit: int = 8) -> list[Any]:

@@ -20,6 +20,12 @@ from notify.models import new_id
 from notify.render.formatting import currency_precision
 from notify.ui.accounts import SignedIn
 from notify.ui.clients import Api, ServiceError
+from notify.ui.messages import (
+    CONTACT_ROLES,
+    DISPUTE_OUTCOMES,
+    MESSAGE_TEMPLATES,
+    message_defaults,
+)
 from notify.ui.pages import render
 from notify.ui.tables import UI_ACTION, UI_USER
 from notify.ui.views import SAFE_ID, NotYours, customer_page, may_see, worklist
@@ -86,6 +92,14 @@ async def worklist_page(
 NOTICES = {
     "promise": "Promise to pay recorded: dunning pauses its invoices until the promised date.",
     "response": "Response logged.",
+    "dispute_open": "Dispute opened: no reminders for that invoice until it is resolved.",
+    "dispute_resolve": "Dispute resolved: the invoice is back in dunning if it is unpaid.",
+    "pause": "Dunning paused.",
+    "resume": "Dunning resumed: its next steps are planned again.",
+    "hold_place": "Credit hold placed.",
+    "hold_release": "Credit hold released.",
+    "message": "Message queued: it goes out with the next sender run.",
+    "contacts": "Contacts saved.",
 }
 
 
@@ -97,6 +111,8 @@ async def _customer_response(
     notice: str | None = None,
     error: str | None = None,
     status: int = 200,
+    extra: dict[str, Any] | None = None,
+    style_hashes: tuple[str, ...] = (),
 ) -> Response:
     async with db(request)() as session:
         try:
@@ -120,8 +136,14 @@ async def _customer_response(
             "default_amount": default_amount,
             "default_date": (page.today + dt.timedelta(days=7)).isoformat(),
             "idempotency_key": str(uuid.uuid4()),
+            "templates": MESSAGE_TEMPLATES,
+            "outcomes": DISPUTE_OUTCOMES,
+            "contact_roles": CONTACT_ROLES,
+            "message": message_defaults(page, user, request.query_params.get("template")),
+            **(extra or {}),
         },
         status_code=status,
+        style_hashes=style_hashes,
     )
 
 
@@ -170,11 +192,15 @@ async def _act(
     path: str,
     body: dict[str, Any],
     idempotency_key: str | None,
-) -> None:
-    """Call the owning service and write the audit row, whatever its answer."""
+    method: str = "POST",
+) -> Any:
+    """Call the owning service and write the audit row, whatever its answer; the answer."""
     status, result = 0, None
     try:
-        status, result = await api.post(service, path, body, idempotency_key)
+        status, result = await api.write(
+            service, method, path, None if method == "DELETE" else body, idempotency_key
+        )
+        return result
     except ServiceError as exc:
         status, result = exc.status, {"error": exc.sentence}
         raise

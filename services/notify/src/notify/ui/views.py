@@ -100,6 +100,48 @@ async def promises_recorded(
     return list(promises.values())
 
 
+async def actions_done(
+    session: AsyncSession, customer_id: str, kinds: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """What the UI did for a customer that its service accepted (the audit log), oldest first."""
+    rows = (
+        await session.execute(
+            select(
+                UI_ACTION.c.at,
+                UI_ACTION.c.user_name,
+                UI_ACTION.c.kind,
+                UI_ACTION.c.request,
+                UI_ACTION.c.result,
+            )
+            .where(
+                UI_ACTION.c.customer_id == customer_id,
+                UI_ACTION.c.kind.in_(kinds),
+                UI_ACTION.c.status.between(200, 299),
+            )
+            .order_by(UI_ACTION.c.at)
+        )
+    ).all()
+    return [
+        {"at": r.at, "by": r.user_name, "kind": r.kind, "request": r.request, "result": r.result}
+        for r in rows
+    ]
+
+
+def open_pauses(done: list[dict[str, Any]], today: dt.date) -> list[dict[str, Any]]:
+    """Manual pauses made through the UI that are neither lifted nor past their resume date."""
+    lifted = {a["request"].get("pause_id") for a in done if a["kind"] == "resume"}
+    pauses: dict[str, dict[str, Any]] = {}
+    for a in done:
+        if a["kind"] != "pause" or not a["result"]:
+            continue
+        pause = {**a["result"], "by": a["by"], "at": a["at"]}
+        resume_on = pause.get("resume_on")
+        if pause["id"] in lifted or (resume_on and dt.date.fromisoformat(resume_on) <= today):
+            continue
+        pauses.setdefault(pause["id"], pause)
+    return list(pauses.values())
+
+
 async def worklist(
     api: Api,
     session: AsyncSession,
@@ -204,6 +246,12 @@ class CustomerPage:
     events: list[Event]
     problems: dict[str, str]
     today: dt.date
+    #: Disputes opened through the UI, as the invoice service has them now.
+    disputes: list[dict[str, Any]] = field(default_factory=list)
+    #: Invoices disputed outside the UI (no dispute id here to resolve it with).
+    disputed_elsewhere: list[dict[str, Any]] = field(default_factory=list)
+    #: Manual pauses made through the UI and still in force.
+    pauses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def billing_contact_id(self) -> str | None:
@@ -262,6 +310,18 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
     numbers = {i["id"]: i["number"] for i in invoices}
     today = local_today(customer.get("timezone") or "UTC")
     promises = await promises_recorded(session, [customer_id])
+    done = await actions_done(session, customer_id, ACTION_KINDS)
+    dispute_ids = list(
+        dict.fromkeys(a["result"]["id"] for a in done if a["kind"] == "dispute_open")
+    )
+    disputes = []
+    for d in await gather_limited(api.get("invoice", f"/v1/disputes/{i}") for i in dispute_ids):
+        if isinstance(d, ServiceError):
+            problems["disputes"] = d.sentence
+        else:
+            disputes.append({**d, "invoice": numbers.get(d["invoice_id"], d["invoice_id"])})
+    known = {d["invoice_id"] for d in disputes if d["status"] == "open"}
+    disputed_elsewhere = [i for i in invoices if i["status"] == "disputed" and i["id"] not in known]
     paused = [
         {
             "invoice": numbers.get(inv, inv),
@@ -294,10 +354,61 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
         signals=(got["signals"] or {}).get("open", []),
         promises=promises,
         paused=paused,
-        events=_events(got, numbers, promises, timeline),
+        events=sorted(
+            _events(got, numbers, promises, timeline) + _action_events(done, numbers),
+            key=lambda e: e.at,
+            reverse=True,
+        ),
         problems=problems,
         today=today,
+        disputes=disputes,
+        disputed_elsewhere=disputed_elsewhere,
+        pauses=open_pauses(done, today),
     )
+
+
+#: The audit log's kinds the customer page reads back (promises have their own reader).
+ACTION_KINDS = (
+    "dispute_open",
+    "dispute_resolve",
+    "pause",
+    "resume",
+    "hold_place",
+    "hold_release",
+    "message",
+    "contacts",
+)
+
+
+def _action_events(done: list[dict[str, Any]], numbers: dict[str, str]) -> list[Event]:
+    """The timeline lines of what collectors did here (disputes, pauses, holds, contacts);
+    messages show as the delivery log's own lines."""
+    events = []
+    for a in done:
+        req, res, by = a["request"], a["result"] or {}, f"by {a['by']}"
+        kind = a["kind"]
+        if kind == "dispute_open":
+            number = numbers.get(res.get("invoice_id", ""), "")
+            title, detail = f"Dispute opened on {number}", f"{req.get('reason')} — {by}"
+        elif kind == "dispute_resolve":
+            number = numbers.get(res.get("invoice_id", ""), "")
+            outcome = str(req.get("outcome", "")).replace("_", " ")
+            title, detail = f"Dispute on {number} resolved: {outcome}", by
+        elif kind == "pause":
+            until = f" until {req['resume_on']}" if req.get("resume_on") else ""
+            title, detail = f"Dunning paused{until}", f"{req.get('reason')} — {by}"
+        elif kind == "resume":
+            title, detail = "Dunning resumed", by
+        elif kind == "hold_place":
+            title, detail = "Credit hold placed", f"{req.get('reason')} — {by}"
+        elif kind == "hold_release":
+            title, detail = "Credit hold released", f"{req.get('reason')} — {by}"
+        elif kind == "contacts":
+            title, detail = "Contacts changed", by
+        else:
+            continue
+        events.append(Event(_instant(a["at"]), kind.split("_")[0], title, detail))
+    return events
 
 
 def _held_until(step: dict[str, Any], paused_until: dict[str, dt.date]) -> dt.date | None:
