@@ -388,9 +388,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "Rates are first-to-last: the raw consumer from its first to its last record, "
                 "the risk consumer from the first to the last inbox row's processed_at (so "
                 "group join and start-up are excluded from both).",
-                "The live path is one database transaction per event (the shared "
-                "EventConsumer's contract: inbox row + effect), here with 4 partitions worked "
-                "at once and a pool of 2 connections (the CLI's worker_sessions).",
+                "The live path is the service's consumer: the shared EventConsumer with each "
+                "partition's batch (up to 500 records per poll) applied in one transaction "
+                "(inbox rows, every event folded and scored as if alone, the rows written a "
+                "batch at a time), 4 partitions at once, a pool of 2 connections "
+                "(the CLI's worker_sessions).",
             ]
     except _Done:
         pass
