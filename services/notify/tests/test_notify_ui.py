@@ -683,3 +683,69 @@ async def test_a_collector_cannot_act_on_another_collectors_customer(ui_stack: U
             {"c": bobco},
         )
     assert n == 0
+
+
+# --- caught mail and SMS --------------------------------------------------------------------
+
+STYLED = (
+    "<!DOCTYPE html><html><head><style>body { color: #123456; }</style></head>"
+    "<body><p>Dear customer,</p><script>alert('x')</script></body></html>"
+)
+
+
+async def test_caught_mail_shows_a_collector_only_its_customers_mail(
+    ui_stack: UiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from duewise_dev.catcher import CaughtSms
+    from ui_kit import catch_mail
+
+    assert ui_stack.catcher is not None
+    mine = catch_mail(ui_stack, "ap@acme.example", "Invoice A-1001", STYLED, b"%PDF-1.4 fake")
+    theirs = catch_mail(ui_stack, "ceo@bobco.example", "Invoice B-2001 for Bobco", STYLED)
+    ui_stack.catcher.store.sms.append(
+        CaughtSms(
+            sid="SMtest",
+            account_sid="AC1",
+            to="+15550100",
+            from_="+15550199",
+            body="Reminder: B-2001 is overdue",
+            received=dt.datetime.now(dt.UTC),
+            idempotency_key=None,
+        )
+    )
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get("/mail")
+        assert page.status_code == 200, page.text
+        assert "Invoice A-1001" in page.text
+        assert "Invoice B-2001 for Bobco" not in page.text
+        assert "Reminder: B-2001" not in page.text  # not to a contact of carol's customers
+        shown = await c.get("/mail", params={"id": mine})
+        assert 'sandbox=""' in shown.text
+        assert "&lt;script&gt;" in shown.text  # only ever inside the escaped srcdoc
+        assert "<script>alert" not in shown.text
+        csp = shown.headers["content-security-policy"]
+        assert "style-src 'self' 'sha256-" in csp
+        assert "script-src 'self';" in csp
+        assert "Plain text of Invoice A-1001" in shown.text
+        link = re.search(rf'href="(/mail/{mine}/attachments/0)"', shown.text)
+        assert link, "no attachment link"
+        assert "invoice A-1001.pdf" in shown.text
+        pdf = await c.get(link.group(1))
+        assert pdf.status_code == 200
+        assert pdf.content == b"%PDF-1.4 fake"
+        assert pdf.headers["content-disposition"].startswith("attachment;")
+        assert pdf.headers["x-content-type-options"] == "nosniff"
+        for path in (f"/mail?id={theirs}", f"/mail/{theirs}/attachments/0"):
+            r = await c.get(path)
+            assert r.status_code == 404
+            assert "The mail catcher no longer holds this message." in r.text
+    async with browser_like(ui_stack, "ada") as c:
+        page = await c.get("/mail")
+        assert "Invoice B-2001 for Bobco" in page.text
+        assert "Reminder: B-2001 is overdue" in page.text
+        state = ui_stack.notify.app.state.ui
+        monkeypatch.setattr(state.ui, "catcher_url", "http://127.0.0.1:9")
+        r = await c.get("/mail")
+        assert r.status_code == 502
+        assert "The mail catcher at http://127.0.0.1:9 cannot be reached" in r.text
+        assert "Traceback" not in r.text

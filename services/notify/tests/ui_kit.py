@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from duewise_dev._util import free_port
+from duewise_dev.catcher import Catcher
 from duewise_dev.postgres import scratch_database
 from duewise_events.envelope import Envelope
 from fastapi import FastAPI
@@ -84,6 +85,7 @@ class UiStack:
     notify: Served
     settings: Settings
     ui: UiSettings
+    catcher: Catcher | None = None
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     outbox_seen: int = 0
@@ -156,6 +158,26 @@ class UiStack:
             if type(event) in CONSUMED:
                 async with self.risk.app.state.sessionmaker() as s, s.begin():
                     await apply_event(s, event, r.event_id, DEFAULT)
+
+
+def catch_mail(
+    stack: UiStack, to: str, subject: str, html: str, attachment: bytes | None = None
+) -> int:
+    """Put an email into the stack's catcher as if notify's sender had sent it; its id."""
+    from email.message import EmailMessage
+
+    assert stack.catcher is not None
+    msg = EmailMessage()
+    msg["From"] = "Duewise Billing <billing@duewise.test>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content("Plain text of " + subject)
+    msg.add_alternative(html, subtype="html")
+    if attachment is not None:
+        msg.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="invoice A-1001.pdf"
+        )
+    return stack.catcher.store.add_mail("billing@duewise.test", [to], msg.as_bytes()).id
 
 
 def _days(n: int) -> str:
@@ -260,14 +282,19 @@ async def ui_stack(pg_server_url: str) -> AsyncIterator[UiStack]:
             invoice_api_url=invoice.url,
             public_url="http://notify.test",
         )
-        ui = UiSettings(dunning_api_url=dunning.url, risk_api_url=risk.url)
+        catcher = Catcher(smtp_port=0, http_port=0)
+        await catcher.start()
+        ui = UiSettings(
+            dunning_api_url=dunning.url, risk_api_url=risk.url, catcher_url=catcher.http_url
+        )
         app = create_app(settings)
         install_ui(app, settings, ui)
         notify = await serve(app)
-        stack = UiStack(invoice, dunning, risk, notify, settings, ui)
+        stack = UiStack(invoice, dunning, risk, notify, settings, ui, catcher)
         try:
             await seed(stack)
             yield stack
         finally:
             for served in (notify, risk, dunning, invoice):
                 await stop(served)
+            await catcher.stop()

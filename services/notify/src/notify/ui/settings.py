@@ -23,6 +23,11 @@ class UiSettings(BaseSettings):
         default="http://127.0.0.1:8003",
         validation_alias=AliasChoices("RISK_API_URL", "risk_api_url"),
     )
+    catcher_url: str = Field(
+        default="http://127.0.0.1:8025",
+        validation_alias=AliasChoices("CATCHER_URL", "catcher_url"),
+        description="the local mail and SMS catcher's HTTP API (`make run`), shown at /mail",
+    )
     session_idle_minutes: int = Field(
         default=8 * 60,
         ge=1,
