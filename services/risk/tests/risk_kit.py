@@ -8,7 +8,7 @@ import datetime as dt
 import itertools
 import secrets
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from duewise_dev.broker import ensure_topics
@@ -44,6 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 _seq = itertools.count(1)
+E = TypeVar("E", bound=Event)
 TH = Thresholds()
 
 
@@ -68,7 +69,7 @@ class Script:
         self.balances: dict[str, int] = {}
         self.invoices: dict[str, InvoiceIssued] = {}
 
-    def _add(self, event: Event) -> Any:
+    def _add(self, event: E) -> E:
         self.events.append(event)
         return event
 
@@ -192,7 +193,7 @@ class Script:
                 customer_id=self.cid,
                 dispute_id=dispute.dispute_id,
                 invoice_id=dispute.invoice_id,
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 invoice_balance=self.balances[dispute.invoice_id],
                 invoice_status="open",
                 resolved_at=at(on),
