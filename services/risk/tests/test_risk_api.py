@@ -121,3 +121,20 @@ async def test_signals_and_scores_across_customers_are_paginated(
     only = (await client.get("/v1/scores", params={"band": band})).json()["items"]
     assert {x["band"] for x in only} == {band}
     assert (await client.get("/v1/scores", params={"cursor": "garbage"})).status_code == 422
+
+
+async def test_an_admin_mints_a_collector_token_that_reads_but_cannot_mint(
+    risk_app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    created = await client.post("/v1/tokens", json={"name": "carol", "role": "collector"})
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=risk_app),
+        base_url="http://risk.test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as carol:
+        assert (await carol.get("/v1/scores")).status_code == 200
+        assert (
+            await carol.post("/v1/tokens", json={"name": "x", "role": "admin"})
+        ).status_code == 403

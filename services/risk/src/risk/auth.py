@@ -16,11 +16,13 @@ from risk.models import API_TOKEN_TABLE
 SCOPES: dict[str, str] = {
     "risk:read": "read profiles, scores and signals",
     "analytics:read": "read portfolio analytics (DSO, CEI, aging, at-risk, step recovery)",
+    "tokens:admin": "create API tokens",
 }
+_READ = frozenset({"risk:read", "analytics:read"})
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
-    "service": frozenset(SCOPES),  # dunning (bands), notify and the collector UI
-    "collector": frozenset(SCOPES),
+    "service": _READ,  # dunning (bands), notify and the collector UI
+    "collector": _READ,
 }
 
 AUTH = TokenAuth(API_TOKEN_TABLE, scopes=SCOPES, role_scopes=ROLE_SCOPES)
