@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: run test lint typecheck browser check catalogue bench bench-dunning clean
+.PHONY: run demo test lint typecheck browser check catalogue bench bench-dunning clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,6 +21,13 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml */*/pyproject.toml
 
 run: $(VENV)/.synced  ## the whole system on the embedded default
 	$(BIN)/duewise-dev run
+
+# Needs `make run` running in another shell, with DUEWISE_ADMIN_TOKEN exported in both (or the
+# token `make run` printed): writes ~200 customers and ~2,000 invoices with their history over
+# the services' HTTP APIs and creates the UI users admin, carol and dave. Safe to run again.
+# (`duewise-dev run --demo` does the same once the stack is up.)
+demo: $(VENV)/.synced  ## the demo book and UI users, into the stack `make run` started
+	$(BIN)/duewise-dev seed
 
 test: $(VENV)/.synced lint typecheck browser  ## lint, types, then every test against real services
 	$(BIN)/pytest --cov  # coverage floor: [tool.coverage.report] fail_under

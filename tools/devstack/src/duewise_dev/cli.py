@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from duewise_dev.seed import SeedError, Urls, plan_book, print_report
+from duewise_dev.seed import seed as run_seed
+from duewise_dev.services import SERVICES
 from duewise_dev.supervisor import StackOptions, run_stack
 
 app = typer.Typer(
@@ -16,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+SERVICE_URLS = {s.name: s.base_url for s in SERVICES}
 
 DataDir = Annotated[
     Path,
@@ -29,6 +35,9 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only write services' output to their logs.")
     ] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed the demo book and UI users once the stack is up.")
+    ] = False,
 ) -> None:
     """Start PostgreSQL, the broker and every service; Ctrl-C stops them all.
 
@@ -37,6 +46,7 @@ def run(
     """
     options = StackOptions.from_env(data_dir)
     options.echo = not quiet
+    options.demo = demo
     raise typer.Exit(asyncio.run(run_stack(options, _console())))
 
 
@@ -53,6 +63,45 @@ def infra(data_dir: DataDir = Path(".duewise")) -> None:
 
     code = asyncio.run(run_stack(options, console, services=False, on_ready=print_exports))
     raise typer.Exit(code)
+
+
+@app.command()
+def seed(
+    customers: Annotated[int, typer.Option(min=1, help="How many customers.")] = 200,
+    invoices: Annotated[int, typer.Option(min=1, help="About how many invoices in all.")] = 2000,
+    random_seed: Annotated[int, typer.Option("--seed", help="The book's random seed.")] = 7,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Customers in flight.")] = 8,
+    users: Annotated[bool, typer.Option(help="Create the UI users admin, carol, dave.")] = True,
+    invoice_url: str = SERVICE_URLS["invoice"],
+    dunning_url: str = SERVICE_URLS["dunning"],
+    risk_url: str = SERVICE_URLS["risk"],
+    notify_url: str = SERVICE_URLS["notify"],
+) -> None:
+    """Write a realistic demo book to a running stack (`make run` in another shell) over its
+    HTTP APIs, and create the UI users; safe to run again. Needs DUEWISE_ADMIN_TOKEN."""
+    token = os.environ.get("DUEWISE_ADMIN_TOKEN")
+    if not token:
+        raise typer.BadParameter(
+            "set DUEWISE_ADMIN_TOKEN to the token `make run` printed (or started with)"
+        )
+    urls = Urls(invoice=invoice_url, dunning=dunning_url, risk=risk_url, notify=notify_url)
+    book = plan_book(customers=customers, invoices=invoices, seed=random_seed)
+    console = _console()
+    try:
+        report = asyncio.run(
+            run_seed(
+                urls=urls,
+                admin_token=token,
+                book=book,
+                users=users,
+                concurrency=concurrency,
+                progress=lambda line: console.print(f"[dim]{line}[/]"),
+            )
+        )
+    except SeedError as exc:
+        console.print(f"[bold red]seed failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    print_report(console, report, notify_url)
 
 
 def _console() -> Console:

@@ -24,10 +24,12 @@ from rich.text import Text
 from duewise_dev._util import LOCALHOST, port_is_free
 from duewise_dev.broker import TansuBroker, ensure_topics
 from duewise_dev.children import Child
-from duewise_dev.postgres import EmbeddedPostgres, ensure_database
+from duewise_dev.postgres import EmbeddedPostgres, database_url, ensure_database
+from duewise_dev.seed import SeedError, Urls, plan_book, print_report, seed
 from duewise_dev.services import SERVICES, Process, Service, all_topics
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_URL_FIELDS = ("invoice", "dunning", "risk", "notify")
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red")
 
 
@@ -54,6 +56,7 @@ class StackOptions:
     smtp_url: str | None = None
     smtp_port: int = 1025
     catcher_port: int = 8025
+    demo: bool = False  # seed the demo book and UI users once everything is up
 
     @classmethod
     def from_env(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> StackOptions:
@@ -212,6 +215,24 @@ class Stack:
                       f"{example.base_url}{example.example_path}")  # fmt: skip
         out.print("[dim]Ctrl-C stops everything.[/]")
 
+    async def seed_demo(self) -> None:
+        """Write the demo book and the UI users into the running stack (`duewise-dev seed`)."""
+        opts, out = self.options, self.console
+        urls = Urls(**{s.name: s.base_url for s in opts.services if s.name in _URL_FIELDS})
+        out.print("[bold]seeding the demo book[/] (about a minute; the UI fills as it goes)")
+        try:
+            report = await seed(
+                urls=urls,
+                admin_token=opts.admin_token,
+                book=plan_book(),
+                notify_db_url=database_url(self.server_url, "duewise_notify"),
+                progress=lambda line: out.print(f"[dim]{line}[/]"),
+            )
+        except (SeedError, httpx.HTTPError) as exc:
+            out.print(f"[bold red]demo seed failed:[/] {exc}", highlight=False)
+            return
+        print_report(out, report, urls.notify)
+
     def _check_ports(self) -> None:
         """Fail fast, before starting anything, if a port we need is taken."""
         opts = self.options
@@ -323,6 +344,8 @@ async def run_stack(
         stack.print_summary(services=services)
         if on_ready is not None:
             on_ready(stack.server_url, stack.bootstrap)
+        if options.demo and services:  # in the background: the children are watched meanwhile
+            tasks.append(asyncio.ensure_future(stack.seed_demo()))
         if not stack.children:  # infra only: nothing to watch but the signal
             await stopper
             return 0
