@@ -132,7 +132,9 @@ def sender() -> None:
     async def main(stop: asyncio.Event) -> None:
         email, sms, webhooks, renderer, last_look = build_sender_parts(settings)
         try:
-            async with worker_sessions(settings.sqlalchemy_url) as sessions:
+            # A connection per message in flight, and one for the claim.
+            pool = settings.sender_concurrency + 1
+            async with worker_sessions(settings.sqlalchemy_url, pool_size=pool) as sessions:
                 await Sender(
                     sessions,
                     settings=settings,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import structlog
 from duewise_events.catalogue import MessageFailed, MessageSent
 from sqlalchemy import and_, func, or_, select, text, update
@@ -154,36 +155,43 @@ class Sender:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop`: woken by NOTIFY on every new message, else every interval."""
         wake = asyncio.Event()
-        async with self.sessions() as listener:
-            raw = await (await listener.connection()).get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
+        # LISTEN on a connection of its own: one taken from the pool would be held for the
+        # whole run, leaving the messages one connection fewer.
+        listener = await self._listen(wake)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(wake)  # after a database restart
+                try:
+                    done = await self.pass_once()
+                except Exception as exc:  # a database outage: wait, then try again
+                    log.warning("sender.pass_failed", error=repr(exc))
+                    done = 0
+                    await asyncio.sleep(1.0)
+                if done >= self.settings.sender_batch:
+                    continue  # more waiting: no sleep
+                waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(
+                    waits,
+                    timeout=self.settings.sender_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for w in waits:
+                    w.cancel()
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()
 
-            def _wake(*_: Any) -> None:
-                wake.set()
-
-            await driver.add_listener(WAKE_CHANNEL, _wake)
-            try:
-                while not stop.is_set():
-                    wake.clear()
-                    try:
-                        done = await self.pass_once()
-                    except Exception as exc:  # a database outage: wait, then try again
-                        log.warning("sender.pass_failed", error=repr(exc))
-                        done = 0
-                        await asyncio.sleep(1.0)
-                    if done >= self.settings.sender_batch:
-                        continue  # more waiting: no sleep
-                    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-                    await asyncio.wait(
-                        waits,
-                        timeout=self.settings.sender_interval_s,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    for w in waits:
-                        w.cancel()
-            finally:
-                await driver.remove_listener(WAKE_CHANNEL, _wake)
+    async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection | None:
+        """A connection LISTENing for new messages; None (poll only) when it cannot connect."""
+        try:
+            conn = await asyncpg.connect(self.settings.plain_database_url)
+            await conn.add_listener(WAKE_CHANNEL, lambda *_: wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("sender.listen_failed", error=repr(exc))
+            return None
+        return conn
 
     async def pass_once(self) -> int:
         """Claim one batch and perform it; how many messages were claimed."""
