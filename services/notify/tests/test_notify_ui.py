@@ -749,3 +749,40 @@ async def test_caught_mail_shows_a_collector_only_its_customers_mail(
         assert r.status_code == 502
         assert "The mail catcher at http://127.0.0.1:9 cannot be reached" in r.text
         assert "Traceback" not in r.text
+
+
+# --- dashboards -----------------------------------------------------------------------------
+
+
+async def test_dashboards_draw_each_chart_with_its_table_and_csv(
+    ui_stack: UiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get("/dashboards")
+        assert page.status_code == 200, page.text
+        for key in ("aging", "dso", "cei", "at-risk", "reasons", "step-recovery"):
+            assert f'id="{key}"' in page.text
+            assert f'href="/dashboards/{key}.csv"' in page.text
+        assert page.text.count('<svg class="chart"') >= 4
+        assert "$11,729.00" in page.text  # aging total: A-1001, A-1002 and B-2001
+        assert "style=" not in page.text  # nothing the page's CSP would block
+        csv_text = (await c.get("/dashboards/aging.csv")).text
+        lines = csv_text.splitlines()
+        assert lines[0] == "currency,as_of,current,1_30,31_60,61_90,over_90,total"
+        assert lines[1].startswith("USD,")
+        assert lines[1].endswith(",1172900")
+        reasons = await c.get("/dashboards/reasons.csv")
+        assert reasons.headers["content-disposition"] == 'attachment; filename="reasons.csv"'
+        assert ",cash_flow," in reasons.text
+        r = await c.get("/dashboards/nope.csv")
+        assert r.status_code == 404
+        assert "There is no such chart." in r.text
+        services = ui_stack.notify.app.state.ui.services
+        monkeypatch.setitem(services.urls, "risk", "http://127.0.0.1:9")
+        page = await c.get("/dashboards")
+        assert page.status_code == 200
+        assert "The risk service cannot be reached right now." in page.text
+        assert ",cash_flow," in (await c.get("/dashboards/reasons.csv")).text
+        r = await c.get("/dashboards/aging.csv")
+        assert r.status_code == 502
+        assert "The risk service cannot be reached right now." in r.text
