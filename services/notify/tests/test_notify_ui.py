@@ -786,3 +786,81 @@ async def test_dashboards_draw_each_chart_with_its_table_and_csv(
         r = await c.get("/dashboards/aging.csv")
         assert r.status_code == 502
         assert "The risk service cannot be reached right now." in r.text
+
+
+# --- policies (admins) ----------------------------------------------------------------------
+
+
+async def test_an_admin_edits_a_policy_with_validation_and_previews_its_timeline(
+    ui_stack: UiStack,
+) -> None:
+    import json
+
+    from dunning.domain.policy import DEFAULT_POLICY
+
+    spec = DEFAULT_POLICY.model_dump(mode="json")
+    async with ui_stack.admin(ui_stack.dunning) as dun:
+        r = await dun.post(
+            "/v1/policies",
+            json={"name": "Standard B2B", "spec": spec, "segment_tags": ["ui-test-only"]},
+            headers={"Idempotency-Key": "ui-policy-1"},
+        )
+        assert r.status_code == 201, r.text
+        policy_id = r.json()["id"]
+    async with browser_like(ui_stack, "carol") as c:
+        r = await c.get("/policies")
+        assert r.status_code == 403
+        assert "Only an admin can view and edit dunning policies." in r.text
+        assert (await c.get(f"/policies/{policy_id}")).status_code == 403
+    async with browser_like(ui_stack, "ada") as c:
+        listing = await c.get("/policies")
+        assert listing.status_code == 200
+        assert "Standard B2B" in listing.text
+        page = await c.get(f"/policies/{policy_id}")
+        assert page.status_code == 200
+        assert "&#34;steps&#34;" in page.text or "&quot;steps&quot;" in page.text
+        base = {"csrf_token": csrf_of(page.text), "name": "Standard B2B"}
+        overdue = ui_stack.invoices["acme-overdue"]["id"]
+        r = await c.post(
+            f"/policies/{policy_id}",
+            data={**base, "spec": json.dumps(spec), "invoice_id": overdue, "action": "preview"},
+        )
+        assert r.status_code == 200, r.text
+        assert "Timeline of A-1001" in r.text
+        assert spec["steps"][-1]["key"] in r.text
+        r = await c.post(
+            f"/policies/{policy_id}",
+            data={**base, "spec": json.dumps(spec), "invoice_id": "", "action": "preview"},
+        )
+        assert "Choose an invoice by its id" in r.text
+        r = await c.post(
+            f"/policies/{policy_id}", data={**base, "spec": '{"steps": [', "action": "save"}
+        )
+        assert r.status_code == 422
+        assert "The spec is not valid JSON: line 1, column 12" in r.text
+        bad = {**spec, "steps": [{**spec["steps"][0], "template": "nope"}, *spec["steps"][1:]]}
+        r = await c.post(
+            f"/policies/{policy_id}", data={**base, "spec": json.dumps(bad), "action": "save"}
+        )
+        assert r.status_code == 422
+        assert "The dunning service refused it." in r.text
+        assert "spec/steps/0/template:" in r.text
+        assert "unknown template &#39;nope&#39;" in r.text
+        r = await c.post(
+            f"/policies/{policy_id}",
+            data={**base, "name": "Standard B2B v2", "spec": json.dumps(spec), "action": "save"},
+        )
+        assert r.status_code == 303, r.text
+        saved = await c.get(r.headers["location"])
+        assert "Policy saved as version 2." in saved.text
+    async with ui_stack.admin(ui_stack.dunning) as dun:
+        stored = (await dun.get(f"/v1/policies/{policy_id}")).json()
+    assert (stored["name"], stored["version"], stored["segment_tags"]) == (
+        "Standard B2B v2",
+        2,
+        ["ui-test-only"],
+    )
+    assert await _audit(ui_stack, "policy_update") == [
+        ("ada", "dunning", 422),
+        ("ada", "dunning", 200),
+    ]

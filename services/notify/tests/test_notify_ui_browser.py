@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy import text
-from ui_kit import ARTIFACTS, PASSWORD, UiStack, ui_stack
+from ui_kit import ARTIFACTS, PASSWORD, UiStack, catch_mail, ui_stack
 
 __all__ = ["ui_stack"]  # the fixture, imported for the test below
 
@@ -64,9 +64,9 @@ async def browser() -> AsyncIterator[Browser]:
 class Screens:
     """Full-page screenshots, numbered, kept in the tmp dir and copied to test-artifacts/ui/."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, start: int = 0) -> None:
         self.folder = folder
-        self.n = 0
+        self.n = start
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def shoot(self, page: Page, name: str) -> Path:
@@ -189,4 +189,128 @@ async def test_carol_works_her_customer_and_records_a_promise_in_a_browser(
         "03-customer.png",
         "04-promise-recorded.png",
         "05-worklist-after-promise.png",
+    ]
+
+
+def watch_errors(page: Page) -> list[str]:
+    """Script errors, failed loads and console errors (CSP violations among them) on `page`."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return errors
+
+
+async def sign_in(page: Page, base: str, user: str) -> None:
+    await page.goto(base + "/login")
+    await page.get_by_label("User name").fill(user)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+
+
+async def test_an_admin_works_the_actions_mail_dashboards_and_policies_in_a_browser(
+    ui_stack: UiStack, browser: Browser, tmp_path: Path
+) -> None:
+    import json
+
+    from dunning.domain.policy import DEFAULT_POLICY
+
+    screens = Screens(tmp_path, start=5)  # numbered after the first test's five
+    base = ui_stack.notify.url
+    bobco = ui_stack.customers["bobco"]["id"]
+    async with ui_stack.admin(ui_stack.dunning) as dun:
+        r = await dun.post(
+            "/v1/policies",
+            json={
+                "name": "Browser policy",
+                "spec": DEFAULT_POLICY.model_dump(mode="json"),
+                "segment_tags": ["browser-only"],
+            },
+            headers={"Idempotency-Key": "browser-policy-1"},
+        )
+        assert r.status_code == 201, r.text
+    catch_mail(
+        ui_stack,
+        "ap@bobco.example",
+        "Reminder: B-2001 is overdue",
+        "<!DOCTYPE html><html><head><style>body { background: #f4f5f7; }</style></head>"
+        "<body><p>Dear Pat, B-2001 is overdue.</p></body></html>",
+        b"%PDF-1.4 browser",
+    )
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    errors = watch_errors(page)
+    await sign_in(page, base, "ada")
+
+    # The customer page's actions: a credit hold, then a message previewed and sent.
+    await page.goto(f"{base}/customers/{bobco}")
+    hold = page.locator("#hold-form")
+    await hold.get_by_label("Reason").fill("120 days past due")
+    await hold.get_by_role("button", name="Place credit hold").click()
+    await expect(page.get_by_role("status")).to_have_text("Credit hold placed.")
+    await expect(page.locator("#hold-form")).to_contain_text("on credit hold")
+    await page.get_by_role("link", name="Offer a payment plan").click()
+    message = page.locator("#message-form")
+    await expect(message.get_by_label("Subject")).to_have_value(
+        "A payment plan for your overdue balance"
+    )
+    await screens.shoot(page, "customer-actions")
+    await message.get_by_role("button", name="Preview").click()
+    preview = page.locator("#message-preview")
+    await expect(preview).to_contain_text("Subject: A payment plan for your overdue balance")
+    frame = page.frame_locator("#message-preview iframe.mail")
+    await expect(frame.locator("body")).to_contain_text("split it into instalments")
+    # the email's own <style> applies inside the sandboxed frame (allowed by its CSP hash)
+    colour = await frame.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
+    assert colour == "rgb(244, 245, 247)"
+    await preview.scroll_into_view_if_needed()
+    await screens.shoot(page, "message-preview")
+    await preview.get_by_role("button", name="Send this message").click()
+    await expect(page.get_by_role("status")).to_contain_text("Message queued")
+
+    # Caught mail: the list, one message in its frame, its attachment.
+    await page.get_by_role("navigation").get_by_role("link", name="Caught mail").click()
+    await page.get_by_role("link", name="Reminder: B-2001 is overdue").first.click()
+    shown = page.locator("#mail-shown")
+    await expect(shown.get_by_role("heading", level=2)).to_have_text("Reminder: B-2001 is overdue")
+    await expect(page.frame_locator("#mail-shown iframe.mail").locator("body")).to_contain_text(
+        "B-2001 is overdue"
+    )
+    await expect(shown.locator("#attachments")).to_contain_text("invoice A-1001.pdf")
+    async with page.expect_download() as download:
+        await shown.get_by_role("link", name="invoice A-1001.pdf").click()
+    assert (await download.value).suggested_filename == "invoice A-1001.pdf"
+    await screens.shoot(page, "mail")
+
+    # Dashboards: each chart as SVG beside its numbers.
+    await page.get_by_role("navigation").get_by_role("link", name="Dashboards").click()
+    await expect(page.get_by_role("heading", name="Dashboards")).to_be_visible()
+    await expect(page.locator("#aging svg.chart")).to_be_visible()
+    await expect(page.locator("#aging table")).to_contain_text("USD")
+    await expect(page.locator("#at-risk svg.chart")).to_be_visible()
+    await screens.shoot(page, "dashboards")
+
+    # Policies: the list, one policy, the timeline it would give an invoice.
+    await page.get_by_role("navigation").get_by_role("link", name="Policies").click()
+    await expect(page.locator("#policies")).to_contain_text("Browser policy")
+    await screens.shoot(page, "policies")
+    await page.get_by_role("link", name="Browser policy").click()
+    form = page.locator("#policy-form")
+    spec = json.loads(await form.get_by_label("Spec").input_value())
+    assert spec["steps"], "the spec is shown as JSON"
+    await form.get_by_label("Invoice id").fill(ui_stack.invoices["bobco-1"]["id"])
+    await form.get_by_role("button", name="Preview timeline").click()
+    await expect(page.locator("#policy-preview")).to_contain_text("Timeline of B-2001")
+    await screens.shoot(page, "policy-preview")
+    await context.close()
+
+    assert errors == []
+    assert pngs(tmp_path) == [
+        "06-customer-actions.png",
+        "07-message-preview.png",
+        "08-mail.png",
+        "09-dashboards.png",
+        "10-policies.png",
+        "11-policy-preview.png",
     ]

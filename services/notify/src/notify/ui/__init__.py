@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from notify.config import Settings
-from notify.ui import actions, dashboards, mail, routes, signin
+from notify.ui import actions, dashboards, mail, policies, routes, signin
 from notify.ui import tables as tables
 from notify.ui.clients import ServiceError, Services
 from notify.ui.pages import STATIC_DIR
@@ -78,6 +78,7 @@ def install_ui(app: FastAPI, settings: Settings, ui_settings: UiSettings | None 
     app.include_router(actions.router)
     app.include_router(mail.router)
     app.include_router(dashboards.router)
+    app.include_router(policies.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.add_exception_handler(NotSignedIn, on_not_signed_in)
     app.add_exception_handler(PageError, on_page_error)

@@ -25,10 +25,12 @@ MAX_PAGES = 50
 class ServiceError(Exception):
     """A call to another service failed; `sentence` is what the user is shown."""
 
-    def __init__(self, sentence: str, status: int = 502) -> None:
+    def __init__(self, sentence: str, status: int = 502, details: list[str] | None = None) -> None:
         super().__init__(sentence)
         self.sentence = sentence
         self.status = status
+        #: Each field the service refused, as "field: why" (from the problem's `errors`).
+        self.details = details or []
 
 
 def _detail(response: httpx.Response) -> str:
@@ -43,6 +45,17 @@ def _detail(response: httpx.Response) -> str:
     return ""
 
 
+def _field_errors(response: httpx.Response) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [str(e["detail"]) for e in errors if isinstance(e, dict) and e.get("detail")]
+
+
 def error_for(service: str, response: httpx.Response) -> ServiceError:
     """The sentence for a service's error answer."""
     code = response.status_code
@@ -55,7 +68,7 @@ def error_for(service: str, response: httpx.Response) -> ServiceError:
     if code in (409, 422):
         detail = _detail(response)
         why = f": {detail}" if detail else ""
-        return ServiceError(f"The {service} service refused it{why}.", 422)
+        return ServiceError(f"The {service} service refused it{why}.", 422, _field_errors(response))
     if code == 429:
         return ServiceError(f"The {service} service is busy; try again in a minute.", 503)
     return ServiceError(
