@@ -8,7 +8,6 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -24,9 +23,8 @@ from notify.ui.routes import (
     _redirect_done,
     to_minor,
 )
-from notify.ui.tables import UI_ACTION
 from notify.ui.views import SAFE_ID, local_today
-from notify.ui.web import CurrentUser, api_for, checked_form, db
+from notify.ui.web import CurrentUser, api_for, checked_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -195,16 +193,13 @@ async def resume_dunning(
     form = await checked_form(request, user)
     api = api_for(request, user)
     await _owned_customer(api, customer_id)
-    async with db(request)() as session:
-        made_here = await session.scalar(
-            select(UI_ACTION.c.id).where(
-                UI_ACTION.c.kind == "pause",
-                UI_ACTION.c.customer_id == customer_id,
-                UI_ACTION.c.status == 201,
-                UI_ACTION.c.result["id"].astext == pause_id,
-            )
+    try:
+        in_force = await api.all_pages(
+            "dunning", "/v1/pauses", {"customer_id": customer_id, "active": "true"}
         )
-    if made_here is None or not SAFE_ID.match(pause_id):
+    except ServiceError as exc:
+        return await _refuse(request, user, customer_id, exc.sentence)
+    if not any(p["id"] == pause_id and p["kind"] == "manual" for p in in_force):
         return await _refuse(request, user, customer_id, "There is no such pause here.")
     return await _done_or_error(
         request,

@@ -153,7 +153,10 @@ async def worklist(
 ) -> WorkList:
     """The user's customers with their risk, overdue amount and stage, in working order."""
     user = api.user
-    everyone, complete = await api.pages("invoice", "/v1/customers")
+    # `owner` narrows the list in the invoice service; may_see still decides below.
+    everyone, complete = await api.pages(
+        "invoice", "/v1/customers", {"owner": owner} if owner else None
+    )
     customers = [
         c for c in everyone if may_see(user, c) and (owner is None or c.get("owner") == owner)
     ]
@@ -311,8 +314,24 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
     today = local_today(customer.get("timezone") or "UTC")
     promises = await promises_recorded(session, [customer_id])
     done = await actions_done(session, customer_id, ACTION_KINDS)
+    # Dunning's pauses in force (every kind: manual, dispute, promise, in transit); when the
+    # list cannot be read, the manual pauses made here (the audit log) stand in.
+    try:
+        in_force = await api.all_pages(
+            "dunning", "/v1/pauses", {"customer_id": customer_id, "active": "true"}
+        )
+    except ServiceError as exc:
+        problems["pauses"] = exc.sentence
+        in_force = None
     dispute_ids = list(
-        dict.fromkeys(a["result"]["id"] for a in done if a["kind"] == "dispute_open")
+        dict.fromkeys(
+            [a["result"]["id"] for a in done if a["kind"] == "dispute_open"]
+            + [
+                p["ref"]
+                for p in in_force or []
+                if p["kind"] == "dispute" and SAFE_ID.match(p.get("ref") or "")
+            ]
+        )
     )
     disputes = []
     for d in await gather_limited(api.get("invoice", f"/v1/disputes/{i}") for i in dispute_ids):
@@ -363,7 +382,7 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
         today=today,
         disputes=disputes,
         disputed_elsewhere=disputed_elsewhere,
-        pauses=open_pauses(done, today),
+        pauses=open_pauses(done, today) if in_force is None else in_force,
     )
 
 
