@@ -917,6 +917,7 @@ def _notes(
             f"{r.statuses}."
         )
     if lat is not None:
+        per_customer = lat.rate * lat.duration / max(1, args.latency_customers - 20)
         notes += [
             f"Invoice-to-inbox: the invoice API + relay (bench/stack.py), Tansu, and notify's "
             f"relay, consumer and one sender ({lat.config.label}) as subprocesses; "
@@ -924,7 +925,7 @@ def _notes(
             "importer, Sage 100 CSV, en-US), "
             f"then 20 warm-up invoices ({lat.ready_s:.0f} s until their mails arrived). "
             f"Open loop from the bench process: {lat.posted:,} POSTs at {lat.rate:.0f}/s, "
-            f"customers round robin (~{lat.posted / max(1, args.latency_customers - 20):.0f} "
+            f"customers round robin (~{per_customer:.0f} "
             "invoices each, under the 10 emails/day limit). Latency = the "
             "catcher's `received` time (set when it answers 250 to the data) minus the wall "
             "time the 201 came back; matched by the invoice number in the subject. "
