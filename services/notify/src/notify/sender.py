@@ -194,10 +194,11 @@ class Sender:
         return conn
 
     async def pass_once(self) -> int:
-        """Claim one batch and perform it; how many messages were claimed."""
+        """Claim one batch, read what it needs at once, and perform it; how many claimed."""
         ids = await self._claim()
         if ids:
-            await asyncio.gather(*(self._one(message_id) for message_id in ids))
+            batch = await self._load(ids)
+            await asyncio.gather(*(self._one(loaded) for loaded in batch))
         return len(ids)
 
     async def _claim(self) -> list[str]:
@@ -212,15 +213,12 @@ class Sender:
             )
             return [str(r[0]) for r in rows]
 
-    async def _one(self, message_id: str) -> None:
+    async def _one(self, loaded: Loaded) -> None:
         async with self._slots:
-            loaded = await self._load(message_id)
-            if loaded is None:
-                return
             try:
                 outcome = await self._perform(loaded)
             except Exception as exc:  # a bug must not stop the others: fail this one loudly
-                log.exception("sender.unexpected", message_id=message_id)
+                log.exception("sender.unexpected", message_id=loaded.message.id)
                 outcome = Outcome("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
                 outcome.alert = "A message could not be sent because of an internal error."
             if outcome.status == "sent" and self.settings.sender_pause_after_send_s:
@@ -229,74 +227,95 @@ class Sender:
 
     # --- reading ---------------------------------------------------------------------------
 
-    async def _load(self, message_id: str) -> Loaded | None:
+    async def _load(self, ids: list[str]) -> list[Loaded]:
+        """Everything the claimed messages need, in a handful of queries for the batch."""
         async with self.sessions() as session, session.begin():
-            message = await session.get(Message, message_id)
-            if message is None or message.status != "sending":
-                return None
-            customer = (
-                await session.get(CustomerProjection, message.customer_id)
-                if message.customer_id
-                else None
-            )
-            wanted = set(message.invoice_ids)
-            invoices = (
-                {
-                    i.id: i
-                    for i in (
-                        await session.scalars(
-                            select(InvoiceProjection).where(col(InvoiceProjection.id).in_(wanted))
-                        )
-                    ).all()
-                }
-                if wanted
-                else {}
-            )
-            opted_out = (
-                set(
-                    (
-                        await session.scalars(
-                            select(col(OptOut.contact_id)).where(
-                                col(OptOut.customer_id) == message.customer_id
-                            )
-                        )
-                    ).all()
+            messages = (
+                await session.scalars(
+                    select(Message)
+                    .where(col(Message.id).in_(ids), col(Message.status) == "sending")
+                    .order_by(col(Message.id))
                 )
-                if message.kind in OPTIONAL_KINDS
-                else set()
-            )
-            endpoint = (
-                await session.get(WebhookEndpoint, message.target)
-                if message.channel == "webhook" and message.target
-                else None
-            )
-            sent_today = 0
-            if message.kind in CUSTOMER_KINDS and message.customer_id:
-                sent_today = int(
-                    await session.scalar(
-                        select(func.count())
-                        .select_from(Message)
-                        .where(
-                            col(Message.customer_id) == message.customer_id,
-                            col(Message.channel) == message.channel,
-                            col(Message.kind).in_(CUSTOMER_KINDS),
-                            # Sent in the last day, or being sent and claimed before this
-                            # one: a batch of one customer's messages is counted in order.
-                            or_(
-                                and_(
-                                    col(Message.status) == "sent",
-                                    col(Message.sent_at) > self.now() - dt.timedelta(days=1),
-                                ),
-                                and_(
-                                    col(Message.status) == "sending", col(Message.id) < message.id
-                                ),
-                            ),
+            ).all()
+            customer_ids = {m.customer_id for m in messages if m.customer_id}
+            customers = {
+                c.id: c
+                for c in (
+                    await session.scalars(
+                        select(CustomerProjection).where(
+                            col(CustomerProjection.id).in_(customer_ids)
                         )
                     )
-                    or 0
+                ).all()
+            }
+            invoice_ids = {i for m in messages for i in m.invoice_ids}
+            invoices = {
+                i.id: i
+                for i in (
+                    await session.scalars(
+                        select(InvoiceProjection).where(col(InvoiceProjection.id).in_(invoice_ids))
+                    )
+                ).all()
+            }
+            opted_out: dict[str, set[str]] = {}
+            for contact_id, customer_id in await session.execute(
+                select(col(OptOut.contact_id), col(OptOut.customer_id)).where(
+                    col(OptOut.customer_id).in_(customer_ids)
                 )
+            ):
+                opted_out.setdefault(customer_id, set()).add(contact_id)
+            targets = {m.target for m in messages if m.channel == "webhook" and m.target}
+            endpoints = {
+                e.id: e
+                for e in (
+                    await session.scalars(
+                        select(WebhookEndpoint).where(col(WebhookEndpoint.id).in_(targets))
+                    )
+                ).all()
+            }
+            # The rate limit's count: sent in the last day, or being sent by another sender;
+            # this batch's own messages are counted below, in claim order.
+            counted: dict[tuple[str, str], int] = {}
+            for customer_id, channel, n in await session.execute(
+                select(col(Message.customer_id), col(Message.channel), func.count())
+                .where(
+                    col(Message.customer_id).in_(customer_ids),
+                    col(Message.kind).in_(CUSTOMER_KINDS),
+                    col(Message.id).not_in(ids),
+                    or_(
+                        and_(
+                            col(Message.status) == "sent",
+                            col(Message.sent_at) > self.now() - dt.timedelta(days=1),
+                        ),
+                        col(Message.status) == "sending",
+                    ),
+                )
+                .group_by(col(Message.customer_id), col(Message.channel))
+            ):
+                counted[(customer_id, channel)] = int(n)
             session.expunge_all()
-            return Loaded(message, customer, invoices, opted_out, endpoint, sent_today)
+        batch: list[Loaded] = []
+        for message in messages:
+            sent_today = 0
+            if message.kind in CUSTOMER_KINDS and message.customer_id:
+                key = (message.customer_id, message.channel)
+                sent_today = counted.get(key, 0)
+                counted[key] = sent_today + 1
+            batch.append(
+                Loaded(
+                    message=message,
+                    customer=customers.get(message.customer_id or ""),
+                    invoices={i: invoices[i] for i in message.invoice_ids if i in invoices},
+                    opted_out=(
+                        opted_out.get(message.customer_id or "", set())
+                        if message.kind in OPTIONAL_KINDS
+                        else set()
+                    ),
+                    endpoint=endpoints.get(message.target or ""),
+                    sent_today=sent_today,
+                )
+            )
+        return batch
 
     # --- performing ------------------------------------------------------------------------
 
