@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 import structlog
 from duewise_events.catalogue import MessageFailed, MessageSent
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -55,11 +55,11 @@ from notify.models import (
     OUTBOX,
     WAKE_CHANNEL,
     CustomerProjection,
-    DeliveryAttempt,
     InvoiceProjection,
     Message,
     OptOut,
     WebhookEndpoint,
+    metadata,
     utcnow,
 )
 from notify.render import Rendered, Renderer, TemplateError, invoice_pdf
@@ -67,6 +67,8 @@ from notify.service.contacts import mark_undeliverable
 from notify.service.enqueue import CUSTOMER_KINDS, OPTIONAL_KINDS, enqueue
 
 log = structlog.get_logger("duewise.notify.sender")
+_MESSAGE: Table = metadata.tables["message"]
+_ATTEMPT: Table = metadata.tables["delivery_attempt"]
 
 _CLAIM = text(
     """
@@ -687,7 +689,7 @@ class Sender:
         if status in {"retry", "defer"}:
             values["not_before"] = outcome.not_before or now
         if status == "defer":  # waiting for the customer's morning is not a failed attempt
-            values["attempts"] = Message.attempts - 1
+            values["attempts"] = _MESSAGE.c.attempts - 1
         if outcome.rendered is not None:
             values.update(
                 subject=outcome.rendered.subject,
@@ -699,12 +701,13 @@ class Sender:
         if status == "sent":
             values["sent_at"] = now
         async with self.sessions() as session, session.begin():
+            # Core statements, not the ORM: half the CPU of a mark (measured in bench/).
             marked = await session.execute(
-                update(Message)
+                update(_MESSAGE)
                 .where(
-                    col(Message.id) == message.id,
-                    col(Message.status) == "sending",
-                    col(Message.attempts) == message.attempts,
+                    _MESSAGE.c.id == message.id,
+                    _MESSAGE.c.status == "sending",
+                    _MESSAGE.c.attempts == message.attempts,
                 )
                 .values(**values)
             )
@@ -712,8 +715,8 @@ class Sender:
                 # Our lease ran out and another sender took the message over: it marks it.
                 log.warning("sender.lost_claim", message_id=message.id, outcome=status)
                 return
-            session.add(
-                DeliveryAttempt(
+            await session.execute(
+                insert(_ATTEMPT).values(
                     message_id=message.id,
                     attempt=message.attempts,
                     outcome={"retry": "transient", "defer": "deferred"}.get(status, status),
