@@ -896,3 +896,30 @@ async def test_pauses_and_disputes_made_outside_the_ui_show_and_the_dispute_reso
         assert r.status_code == 303, r.text
     async with ui_stack.admin(ui_stack.invoice) as inv:
         assert (await inv.get(f"/v1/disputes/{dispute_id}")).json()["status"] == "resolved"
+
+
+async def test_a_promise_recorded_by_another_system_shows_and_pushes_the_customer_down(
+    ui_stack: UiStack,
+) -> None:
+    acme = ui_stack.customers["acme"]["id"]
+    promised = (dt.date.today() + dt.timedelta(days=6)).isoformat()
+    async with ui_stack.admin(ui_stack.dunning) as dun:
+        r = await dun.post(
+            "/v1/promises",
+            json={
+                "customer_id": acme,
+                "invoice_ids": [ui_stack.invoices["acme-overdue"]["id"]],
+                "amount": 1_000_00,
+                "promised_date": promised,
+            },
+            headers={"Idempotency-Key": "erp-promise-1"},
+        )
+        assert r.status_code == 201, r.text
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get(f"/customers/{acme}")
+        assert f"Promise to pay by {promised}" in page.text
+        assert "recorded by another system" in page.text
+        assert f"Paused on A-1001 until {promised} (promise to pay)" in page.text
+        worklist = await c.get("/")
+        row = worklist.text[worklist.text.index("Acme Tools GmbH") :]
+        assert "promise pending" in row[: row.index("</tr>")]

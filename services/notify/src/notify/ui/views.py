@@ -142,6 +142,26 @@ def open_pauses(done: list[dict[str, Any]], today: dt.date) -> list[dict[str, An
     return list(pauses.values())
 
 
+def merge_promises(
+    recorded: list[dict[str, Any]], listed: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Dunning's promises (with their status now: open, kept or broken) and who recorded
+    them here; the audit log's alone when dunning's list could not be read."""
+    if listed is None:
+        return recorded
+    here = {p["id"]: p for p in recorded}
+    merged = [
+        {
+            **p,
+            "recorded_at": here.get(p["id"], {}).get("recorded_at") or _instant(p["created_at"]),
+            "recorded_by": here.get(p["id"], {}).get("recorded_by") or "another system",
+            "promised_on": dt.date.fromisoformat(p["promised_date"]),
+        }
+        for p in listed
+    ]
+    return sorted(merged, key=lambda p: p["recorded_at"], reverse=True)
+
+
 async def worklist(
     api: Api,
     session: AsyncSession,
@@ -163,9 +183,14 @@ async def worklist(
     if currency:
         customers = [c for c in customers if c["currency"] == currency]
     today = dt.datetime.now(dt.UTC).date()
+    ids = [c["id"] for c in customers]
+    try:  # dunning's open promises, wherever they were recorded
+        listed = await api.all_pages("dunning", "/v1/promises", {"status": "open"})
+    except ServiceError:
+        listed = None  # the promises recorded here stand in
     pending = {
         p["customer_id"]
-        for p in await promises_recorded(session, [c["id"] for c in customers])
+        for p in merge_promises(await promises_recorded(session, ids), listed)
         if p["promised_on"] >= today and p.get("status", "open") == "open"
     }
     calls = []
@@ -312,7 +337,12 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
     invoices: list[dict[str, Any]] = got["invoices"] or []
     numbers = {i["id"]: i["number"] for i in invoices}
     today = local_today(customer.get("timezone") or "UTC")
-    promises = await promises_recorded(session, [customer_id])
+    try:
+        listed = await api.all_pages("dunning", "/v1/promises", {"customer_id": customer_id})
+    except ServiceError as exc:
+        problems["promises"] = exc.sentence
+        listed = None
+    promises = merge_promises(await promises_recorded(session, [customer_id]), listed)
     done = await actions_done(session, customer_id, ACTION_KINDS)
     # Dunning's pauses in force (every kind: manual, dispute, promise, in transit); when the
     # list cannot be read, the manual pauses made here (the audit log) stand in.
