@@ -4,9 +4,9 @@ A user gets an Argon2 password hash and its own API token for each service, mint
 that service's `POST /v1/tokens` (with DUEWISE_ADMIN_TOKEN) for the user's role, so that the
 services see — and log — the user's own rights when the UI acts. Notify's own token is
 created in notify's table directly (the UI is part of notify). A service that offers no
-`/v1/tokens` (404/405; today: risk, whose API only reads) gets no token: the UI then reads it
+`/v1/tokens` (404/405; risk did before it gained one) gets no token: the UI then reads it
 with the admin token, which gives a collector nothing more there (risk's collector role has
-every risk scope).
+every risk scope, and its API only reads). Users created since risk mints tokens hold their own.
 """
 
 from __future__ import annotations
