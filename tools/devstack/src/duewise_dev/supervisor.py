@@ -261,6 +261,7 @@ class Stack:
         if opts.catcher:
             env["SMTP_URL"] = f"smtp://{LOCALHOST}:{opts.smtp_port}"
             env["SMS_URL"] = f"http://{LOCALHOST}:{opts.catcher_port}"
+            env["CATCHER_URL"] = f"http://{LOCALHOST}:{opts.catcher_port}"  # the UI's mail page
         return env
 
     def _child(self, name: str, argv: tuple[str, ...], env: Mapping[str, str]) -> Child:
