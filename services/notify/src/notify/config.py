@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     smtp_url: str = Field(
         default="smtp://127.0.0.1:1025", validation_alias=_env("SMTP_URL", "smtp_url")
     )
-    smtp_pool_size: int = Field(default=4, validation_alias=_env("NOTIFY_SMTP_POOL_SIZE"))
+    smtp_pool_size: int = Field(default=8, validation_alias=_env("NOTIFY_SMTP_POOL_SIZE"))
     mail_from: str = Field(
         default="Accounts Receivable <ar@duewise.local>",
         validation_alias=_env("NOTIFY_MAIL_FROM", "mail_from"),
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
 
     # --- the sender -------------------------------------------------------------------------
     sender_batch: int = Field(default=100, validation_alias=_env("NOTIFY_SENDER_BATCH"))
-    sender_concurrency: int = Field(default=8, validation_alias=_env("NOTIFY_SENDER_CONCURRENCY"))
+    sender_concurrency: int = Field(default=16, validation_alias=_env("NOTIFY_SENDER_CONCURRENCY"))
     sender_lease_s: float = Field(default=60.0, validation_alias=_env("NOTIFY_SENDER_LEASE_S"))
     sender_interval_s: float = Field(default=1.0, validation_alias=_env("NOTIFY_SENDER_INTERVAL_S"))
     sender_max_attempts: int = Field(default=8, validation_alias=_env("NOTIFY_SENDER_MAX_ATTEMPTS"))
