@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 
@@ -98,7 +99,7 @@ def seed(
                 progress=lambda line: console.print(f"[dim]{line}[/]"),
             )
         )
-    except SeedError as exc:
+    except (SeedError, httpx.HTTPError) as exc:
         console.print(f"[bold red]seed failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from exc
     print_report(console, report, notify_url)

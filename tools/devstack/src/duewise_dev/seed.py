@@ -356,7 +356,10 @@ class Writer:
             if r.status_code in (429, 502, 503) and attempt < 4:
                 await asyncio.sleep(0.5 * (attempt + 1))
                 continue
-            doc = r.json() if r.content else {}
+            try:
+                doc = r.json() if r.content else {}
+            except ValueError:  # not JSON: a proxy's or a crashed app's page
+                doc = {"body": r.text[:300]}
             return r.status_code, doc, r.headers.get("Idempotent-Replayed") == "true"
         raise AssertionError("unreachable")
 
