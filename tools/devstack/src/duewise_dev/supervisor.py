@@ -219,7 +219,7 @@ class Stack:
         """Write the demo book and the UI users into the running stack (`duewise-dev seed`)."""
         opts, out = self.options, self.console
         urls = Urls(**{s.name: s.base_url for s in opts.services if s.name in _URL_FIELDS})
-        out.print("[bold]seeding the demo book[/] (about a minute; the UI fills as it goes)")
+        out.print("[bold]seeding the demo book[/] (a few minutes; the UI fills as it goes)")
         try:
             report = await seed(
                 urls=urls,
