@@ -98,7 +98,12 @@ async def test_rebuild_from_the_topics_gives_the_live_scores(
     async with LiveConsumer(maker, kafka_bootstrap) as live:
         for script in book:
             await publish_in_order(kafka_bootstrap, script.events, live)
-        assert {o.status for o in live.outcomes if o.status != "ignored"} <= {"applied"}
+        # At least once on the wire: a rebalance may hand a record over twice; the inbox
+        # makes the second a no-op (and the comparison below shows nothing was doubled).
+        assert {o.status for o in live.outcomes if o.status != "ignored"} <= {
+            "applied",
+            "duplicate",
+        }
         assert live.consumer.batches_applied > 0  # the batch path, not the fallback
     live_view = await _snapshot(maker, ids)
     assert len(live_view["scores"]) == len(book)
