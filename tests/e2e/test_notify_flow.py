@@ -17,7 +17,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def _mail_to(
-    catcher: httpx.AsyncClient, address: str, within: float = 30.0
+    catcher: httpx.AsyncClient, address: str, within: float = 90.0
 ) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while True:
