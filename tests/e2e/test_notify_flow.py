@@ -22,7 +22,7 @@ async def _mail_to(
     deadline = time.monotonic() + within
     while True:
         for mail in (await catcher.get("/api/messages")).json():
-            if address in mail["to"]:
+            if address in mail["recipients"]:  # the envelope recipients, bare addresses
                 detail: dict[str, Any] = (await catcher.get(f"/api/messages/{mail['id']}")).json()
                 return detail
         assert time.monotonic() < deadline, f"no mail to {address} in {within}s"

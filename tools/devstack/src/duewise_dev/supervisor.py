@@ -195,6 +195,11 @@ class Stack:
             out.print(f"[bold]postgres[/]  {self.server_url}  ({where})")
         else:
             out.print(f"[bold]postgres[/]  {_redact(self.server_url)}  (from DATABASE_URL)")
+        if opts.catcher:
+            out.print(f"[bold]mail[/]      smtp://{LOCALHOST}:{opts.smtp_port}  (caught; read it "
+                      f"at http://{LOCALHOST}:{opts.catcher_port}/)")  # fmt: skip
+        else:
+            out.print(f"[bold]mail[/]      {_redact(opts.smtp_url or '')}  (from SMTP_URL)")
         if self.broker is not None:
             out.print(f"[bold]kafka[/]     {self.bootstrap}  (Tansu, in memory; "
                       f"log {rel(opts.log_dir / 'tansu.log')})")  # fmt: skip
