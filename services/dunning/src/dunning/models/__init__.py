@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from duewise_events.outbox import Outbox
 from duewise_events.tables import inbox_table, outbox_table
+from duewise_service.columns import new_id, utcnow
 
 from dunning.models.tables import (
     API_TOKEN_TABLE,
@@ -22,8 +23,6 @@ from dunning.models.tables import (
     PolicyAssignment,
     Promise,
     ScheduledStep,
-    new_id,
-    utcnow,
 )
 
 #: The dunning service's own metadata (Alembic's target): never shared with another service.

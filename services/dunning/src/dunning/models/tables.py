@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 from typing import Any
 
 from duewise_service.auth import api_token_table
+from duewise_service.columns import (
+    NAMING_CONVENTION,
+    json_column,
+    money_column,
+    new_id,
+    timestamp_column,
+)
 from duewise_service.idempotency import idempotency_table
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +23,6 @@ from sqlalchemy import (
     Index,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,45 +34,8 @@ class DunningModel(SQLModel, registry=registry()):
     """Base of the dunning tables: their own metadata, apart from any other service's."""
 
 
-DunningModel.metadata.naming_convention = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def new_id(prefix: str) -> str:
-    """A time-ordered id such as `pol_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6`."""
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
-
-
-def _ts(*, nullable: bool = False, index: bool = False) -> Any:
-    return Field(
-        default_factory=utcnow if not nullable else None,
-        sa_column=Column(
-            DateTime(timezone=True),
-            nullable=nullable,
-            server_default=None if nullable else func.now(),
-            index=index,
-        ),
-    )
-
-
-def _json(default: Any) -> Any:
-    server = "[]" if isinstance(default(), list) else "{}"
-    return Field(
-        default_factory=default, sa_column=Column(JSONB, nullable=False, server_default=server)
-    )
-
-
-def _money(default: int | None = 0) -> Any:
-    return Field(default=default, sa_type=BigInteger, nullable=default is None)
+DunningModel.metadata.naming_convention = NAMING_CONVENTION
+_ts, _json, _money = timestamp_column, json_column, money_column
 
 
 # --- bookkeeping ------------------------------------------------------------------------

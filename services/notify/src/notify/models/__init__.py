@@ -6,6 +6,7 @@ from __future__ import annotations
 from duewise_events.outbox import Outbox
 from duewise_events.tables import inbox_table, outbox_table
 from duewise_service.auth import api_token_table
+from duewise_service.columns import new_id, utcnow
 from duewise_service.idempotency import idempotency_table
 
 from notify.models.tables import (
@@ -19,8 +20,6 @@ from notify.models.tables import (
     NotifyModel,
     OptOut,
     WebhookEndpoint,
-    new_id,
-    utcnow,
 )
 
 metadata = NotifyModel.metadata
