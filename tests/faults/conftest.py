@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import ledger
+import pytest
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

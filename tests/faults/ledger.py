@@ -33,8 +33,8 @@ class Row:
             )
             if n
         ]
-        assert not problems, f"{self.scenario}: " + ", ".join(problems) + "; " + "; ".join(
-            self.notes
+        assert not problems, (
+            f"{self.scenario}: " + ", ".join(problems) + "; " + "; ".join(self.notes)
         )
 
 
@@ -53,7 +53,7 @@ def table() -> list[str]:
         for r in ROWS
     ]
     widths = [max(len(str(c)) for c in col) for col in zip(HEADERS, *cells, strict=False)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     return [line.format(*HEADERS), line.format(*("-" * w for w in widths))] + [
         line.format(*c) for c in cells
     ]

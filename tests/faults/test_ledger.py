@@ -17,5 +17,6 @@ def test_the_table_lists_every_recorded_row() -> None:
     ledger.record(ledger.Row("table check", events_in=3, effects_out=3))
     lines = ledger.table()
     assert lines[0].split()[:3] == ["scenario", "events", "in"]
-    assert "table check" in lines[-1] and len(lines) == 2 + before + 1
+    assert "table check" in lines[-1]
+    assert len(lines) == 2 + before + 1
     ledger.ROWS.pop()
