@@ -26,9 +26,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from duewise_events.catalogue import Event, dead_letter_topic
+from duewise_events import heartbeat
+from duewise_events.catalogue import BY_TYPE, Event, dead_letter_topic
 from duewise_events.envelope import Envelope, EnvelopeError
 from duewise_events.kafka import make_producer
+from duewise_events.metrics import CONSUMER_LAG, DLT_RECORDS, EVENTS_FAILED, EVENTS_PROCESSED
 from duewise_events.tracing import context_from, tracer
 
 log = structlog.get_logger("duewise.consumer")
@@ -43,6 +45,7 @@ class Outcome:
     status: str  # "applied" | "duplicate" | "ignored" | "dead_lettered"
     event_id: str | None
     error: str | None = None
+    type: str | None = None  # the CloudEvents type, when the envelope could be read
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -94,6 +97,8 @@ class EventConsumer:
         self._partition_slots = asyncio.Semaphore(partition_concurrency)
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._lag_at = 0.0
+        self._lag_reported: set[TopicPartition] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set."""
@@ -111,9 +116,12 @@ class EventConsumer:
         consumer.subscribe(self.topics, listener=_Listener(self))
         await consumer.start()
         await producer.start()
+        heartbeat.set_ready(True)
         try:
             while not stop.is_set():
+                heartbeat.beat()
                 batch = await consumer.getmany(timeout_ms=200, max_records=500)
+                await self._measure_lag(consumer)
                 if not batch:
                     continue
                 async with self._lock:
@@ -149,6 +157,27 @@ class EventConsumer:
                 await self._process(record, producer, stop)
                 self._pending[tp] = record.offset + 1
 
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Per assigned partition: high watermark minus position, every 2 s at most."""
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_at < 2.0:
+            return
+        self._lag_at = now
+        assigned = consumer.assignment()
+        for tp in self._lag_reported - assigned:  # revoked: another member reports it now
+            CONSUMER_LAG.set(0, self._lag_attributes(tp))
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None:  # nothing fetched yet for this partition
+                continue
+            with contextlib.suppress(Exception):
+                position = await consumer.position(tp)
+                CONSUMER_LAG.set(max(highwater - position, 0), self._lag_attributes(tp))
+        self._lag_reported = set(assigned)
+
+    def _lag_attributes(self, tp: TopicPartition) -> dict[str, str | int]:
+        return {"consumer": self.name, "topic": tp.topic, "partition": tp.partition}
+
     async def _commit(self) -> None:
         if not self._pending or self._consumer is None:
             return
@@ -169,28 +198,46 @@ class EventConsumer:
             )
         except EnvelopeError as exc:
             return await self._dead_letter(record, producer, exc, event_id=None)
+        if envelope.type not in BY_TYPE:
+            # Not in this build's catalogue (a newer producer's type, or garbage): parked, so
+            # that once this consumer is upgraded to know it, it can be re-driven (redrive.py).
+            unknown = EnvelopeError(f"unknown event type {envelope.type!r}")
+            return await self._dead_letter(record, producer, unknown, event_id=envelope.id)
         handler = self.handlers.get(envelope.type)
         if handler is None:  # a type this service does not react to
-            return self._report(Outcome("ignored", envelope.id))
+            return self._report(Outcome("ignored", envelope.id, type=envelope.type))
         try:
             event = envelope.event()
         except EnvelopeError as exc:
-            return await self._dead_letter(record, producer, exc, event_id=envelope.id)
+            return await self._dead_letter(
+                record, producer, exc, event_id=envelope.id, type=envelope.type
+            )
 
         attempt = 0
         while True:
             attempt += 1
             try:
                 applied = await self._apply(record, envelope, event, handler)
-                return self._report(Outcome("applied" if applied else "duplicate", envelope.id))
+                return self._report(
+                    Outcome("applied" if applied else "duplicate", envelope.id, type=envelope.type)
+                )
             except Exception as exc:
-                if _is_transient(exc) and not stop.is_set():
+                transient = _is_transient(exc)
+                EVENTS_FAILED.add(
+                    1,
+                    {"consumer": self.name, "type": envelope.type, "transient": str(transient)},
+                )
+                if transient and not stop.is_set():
                     log.warning("consumer.transient", consumer=self.name, error=str(exc))
+                    # still turning (liveness), but waiting for the database (readiness)
+                    heartbeat.set_ready(False, "the database is unavailable")
                     await asyncio.sleep(min(self.retry_backoff_s * 2 ** min(attempt, 5), 5.0))
                     attempt = 0
                     continue
                 if attempt >= self.max_attempts or stop.is_set():
-                    return await self._dead_letter(record, producer, exc, event_id=envelope.id)
+                    return await self._dead_letter(
+                        record, producer, exc, event_id=envelope.id, type=envelope.type
+                    )
                 log.warning("consumer.retry", consumer=self.name, attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self.retry_backoff_s * attempt)
 
@@ -241,6 +288,7 @@ class EventConsumer:
         exc: BaseException,
         *,
         event_id: str | None,
+        type: str | None = None,  # noqa: A002 (the CloudEvents attribute's name)
     ) -> Outcome:
         """Park the record on `<topic>.dlt` with why; the offset moves on only once it is there."""
         error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -259,6 +307,7 @@ class EventConsumer:
         await producer.send_and_wait(
             dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
+        DLT_RECORDS.add(1, {"consumer": self.name, "topic": record.topic})
         log.error(
             "consumer.dead_lettered",
             consumer=self.name,
@@ -267,9 +316,15 @@ class EventConsumer:
             offset=record.offset,
             error=error,
         )
-        return self._report(Outcome("dead_lettered", event_id, error))
+        return self._report(Outcome("dead_lettered", event_id, error, type=type))
 
     def _report(self, outcome: Outcome) -> Outcome:
+        EVENTS_PROCESSED.add(
+            1,
+            {"consumer": self.name, "type": outcome.type or "unknown", "outcome": outcome.status},
+        )
+        if not heartbeat.readiness()[0]:
+            heartbeat.set_ready(True)  # the database answered again
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from duewise_events.catalogue import Event
+from duewise_events.catalogue import BY_TYPE, Event
 from duewise_events.consumer import EventConsumer, Outcome
 from duewise_events.envelope import Envelope, EnvelopeError
 from duewise_events.tracing import tracer
@@ -154,6 +154,8 @@ def _parse_all(
     for record in records:
         try:
             env = Envelope.from_record(key=record.key, value=record.value, headers=record.headers)
+            if env.type not in BY_TYPE:  # the library's path dead-letters an unknown type
+                return None
             out.append((env, env.event() if env.type in _TYPES else None))
         except EnvelopeError:
             return None
