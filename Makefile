@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: run demo test lint typecheck browser check catalogue bench bench-dunning clean
+.PHONY: run demo test lint typecheck browser check catalogue bench bench-dunning bench-load clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -56,6 +56,9 @@ bench: $(VENV)/.synced  ## benchmarks (not timed tests); figures go in README.md
 
 bench-dunning: $(VENV)/.synced  ## dunning at 1M invoices / 100k customers (about 3 minutes)
 	$(BIN)/python -m bench.dunning_bench
+
+bench-load: $(VENV)/.synced  ## every service under 200 invoices/s + 100 payments/s + UI reads (about 5 minutes)
+	$(BIN)/python -m bench.load_mix
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .duewise .pytest_cache .mypy_cache .ruff_cache
