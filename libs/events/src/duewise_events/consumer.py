@@ -210,7 +210,7 @@ class EventConsumer:
             event = envelope.event()
         except EnvelopeError as exc:
             return await self._dead_letter(
-                record, producer, exc, event_id=envelope.id, type=envelope.type
+                record, producer, exc, event_id=envelope.id, event_type=envelope.type
             )
 
         attempt = 0
@@ -236,7 +236,7 @@ class EventConsumer:
                     continue
                 if attempt >= self.max_attempts or stop.is_set():
                     return await self._dead_letter(
-                        record, producer, exc, event_id=envelope.id, type=envelope.type
+                        record, producer, exc, event_id=envelope.id, event_type=envelope.type
                     )
                 log.warning("consumer.retry", consumer=self.name, attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self.retry_backoff_s * attempt)
@@ -288,7 +288,7 @@ class EventConsumer:
         exc: BaseException,
         *,
         event_id: str | None,
-        type: str | None = None,  # noqa: A002 (the CloudEvents attribute's name)
+        event_type: str | None = None,
     ) -> Outcome:
         """Park the record on `<topic>.dlt` with why; the offset moves on only once it is there."""
         error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -316,7 +316,7 @@ class EventConsumer:
             offset=record.offset,
             error=error,
         )
-        return self._report(Outcome("dead_lettered", event_id, error, type=type))
+        return self._report(Outcome("dead_lettered", event_id, error, type=event_type))
 
     def _report(self, outcome: Outcome) -> Outcome:
         EVENTS_PROCESSED.add(

@@ -27,11 +27,16 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
 
+from duewise_events import heartbeat
 from duewise_events.envelope import Envelope
 from duewise_events.kafka import make_producer
+from duewise_events.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from duewise_events.tracing import context_from, current_trace_headers, tracer
 
 log = structlog.get_logger("duewise.relay")
+
+#: How often the relay measures its backlog (a count over the partial index) for metrics.
+BACKLOG_EVERY_S = 5.0
 
 
 class OutboxRelay:
@@ -65,6 +70,7 @@ class OutboxRelay:
         self.pause_before_mark_s = pause_before_mark_s
         self.published = 0
         self._wake = asyncio.Event()
+        self._backlog_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop`; reconnects to PostgreSQL and Kafka with backoff on failure."""
@@ -75,8 +81,10 @@ class OutboxRelay:
                 backoff = 0.2
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay.database_unavailable", error=str(exc), retry_in=backoff)
+                heartbeat.set_ready(False, "the database is unavailable")
             except Exception as exc:
                 log.exception("relay.failed", error=str(exc), retry_in=backoff)
+                heartbeat.set_ready(False, f"the relay failed: {type(exc).__name__}")
             if not stop.is_set():
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -106,6 +114,8 @@ class OutboxRelay:
         while not stop.is_set():
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                 return
+            # A hot standby is healthy and ready: it is doing its job, which is to wait.
+            heartbeat.set_ready(True, "standby")
             await _sleep_or_stop(stop, self.poll_interval_s)
 
     async def _start_producer(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
@@ -113,9 +123,11 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 await producer.start()
+                heartbeat.set_ready(True)
                 return
             except Exception as exc:  # broker down: rows wait in the outbox
                 log.warning("relay.broker_unavailable", error=str(exc), retry_in=backoff)
+                heartbeat.set_ready(False, "the broker is unavailable")
                 await producer.stop()
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -128,7 +140,9 @@ class OutboxRelay:
     ) -> None:
         last_purge = dt.datetime.min.replace(tzinfo=dt.UTC)
         while not stop.is_set():
+            heartbeat.beat()
             self._wake.clear()
+            await self._measure_backlog(conn)
             rows = await conn.fetch(
                 f"SELECT id, event_id, topic, key, type, source, subject, time, payload,"
                 f" traceparent, tracestate FROM {self.table}"
@@ -156,6 +170,23 @@ class OutboxRelay:
                 last_purge = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait(stop), self.poll_interval_s)
+
+    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
+        """Backlog and oldest-row age for the metrics, at most every BACKLOG_EVERY_S."""
+        now = asyncio.get_running_loop().time()
+        if now - self._backlog_at < BACKLOG_EVERY_S:
+            return
+        self._backlog_at = now
+        row = await conn.fetchrow(
+            f"SELECT count(*) AS n,"
+            f" coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age"
+            f" FROM {self.table} WHERE published_at IS NULL"
+        )
+        if row is None:  # an aggregate always returns one row; for the type checker
+            return
+        attributes = {"table": self.table}
+        OUTBOX_BACKLOG.set(int(row["n"]), attributes)
+        OUTBOX_OLDEST_AGE.set(float(row["age"]), attributes)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
@@ -213,6 +244,8 @@ class OutboxRelay:
                 log.warning("relay.send_failed", error=str(exc), outbox_id=outbox_id)
                 break
             acked.append(outbox_id)
+        for row in rows[: len(acked)]:
+            OUTBOX_PUBLISHED.add(1, {"topic": row["topic"]})
         # Let the rest settle so no future is left un-awaited; their rows stay unpublished.
         for _, fut in futures[len(acked) :]:
             with contextlib.suppress(Exception):
