@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from duewise_service.db import SessionDep
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlmodel import col
 
 from invoice import service
 from invoice.api.views import PageOut, invoice_views
@@ -15,9 +17,11 @@ from invoice.auth import CanReadAR, CanWriteDisputes, CanWriteInvoices, Idempote
 from invoice.models import (
     CreditNoteCreate,
     CreditNotePublic,
+    Dispute,
     DisputeCreate,
     DisputePublic,
     DisputeResolve,
+    Invoice,
     InvoiceCreate,
     InvoicePublic,
     VoidRequest,
@@ -156,6 +160,32 @@ async def open_dispute(
 
     async with session.begin():
         return await idem.run(session, 201, write)
+
+
+@router.get("/disputes", response_model=PageOut[DisputePublic])
+async def list_disputes(
+    session: SessionDep,
+    _: CanReadAR,
+    customer_id: str,
+    status: Literal["open", "resolved"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> PageOut[DisputePublic]:
+    """One customer's disputes, oldest first (found through the customer's invoices index)."""
+    async with session.begin():
+        of_customer = select(col(Invoice.id)).where(col(Invoice.customer_id) == customer_id)
+        q = select(Dispute).where(col(Dispute.invoice_id).in_(of_customer))
+        if status is not None:
+            q = q.where(col(Dispute.status) == status)
+        if cursor:
+            q = q.where(col(Dispute.id) > cursor)
+        rows = list((await session.scalars(q.order_by(col(Dispute.id)).limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return PageOut(
+        items=[DisputePublic.model_validate(d.model_dump()) for d in rows],
+        next_cursor=rows[-1].id if more else None,
+    )
 
 
 @router.get("/disputes/{dispute_id}", response_model=DisputePublic)

@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from risk.api import analytics, customers, health, portfolio
+from risk.api import analytics, customers, health, portfolio, worklist
 from risk.auth import AUTH
 
 v1 = APIRouter(prefix="/v1")
-for _module in (customers, portfolio, analytics):
+for _module in (customers, portfolio, analytics, worklist):
     v1.include_router(_module.router)
 v1.include_router(AUTH.router())  # POST /v1/tokens (admins), GET /v1/tokens/me
 

@@ -201,6 +201,7 @@ class _Fold:
         if isinstance(e, CustomerUpdated) and "contacts" in e.changed:
             s.contacts_changed_on = today
         s.known, s.name, s.currency, s.credit_limit = True, e.name, e.currency, e.credit_limit
+        s.owner = e.owner
 
     # --- invoices ----------------------------------------------------------------------
 
@@ -394,8 +395,17 @@ class _Fold:
     def promise_broken(self, e: PromiseBroken, today: int, event_id: str) -> None:
         self.s.promises_broken.append(today)
 
+    def stage_changed(self, e: DunningStageChanged, today: int, event_id: str) -> None:
+        self.s.stage = e.to_stage  # kept for the worklist; it does not move the score
+
+    def hold_placed(self, e: CreditHoldPlaced, today: int, event_id: str) -> None:
+        self.s.on_hold = True
+
+    def hold_released(self, e: CreditHoldReleased, today: int, event_id: str) -> None:
+        self.s.on_hold = False
+
     def only_time(self, e: Event, today: int, event_id: str) -> None:
-        """Stage changes, holds, fees, good standing: they only move "now" forward."""
+        """Fees, good standing: they only move "now" forward."""
 
 
 def _invoices_needed(event: Event) -> list[str]:
@@ -426,9 +436,9 @@ _APPLY: dict[type[Event], _Handler] = {
     FeeAssessed: _Fold.only_time,
     PromiseKept: _Fold.promise_kept,  # type: ignore[dict-item]
     PromiseBroken: _Fold.promise_broken,  # type: ignore[dict-item]
-    DunningStageChanged: _Fold.only_time,
-    CreditHoldPlaced: _Fold.only_time,
-    CreditHoldReleased: _Fold.only_time,
+    DunningStageChanged: _Fold.stage_changed,  # type: ignore[dict-item]
+    CreditHoldPlaced: _Fold.hold_placed,  # type: ignore[dict-item]
+    CreditHoldReleased: _Fold.hold_released,  # type: ignore[dict-item]
     MessageSent: _Fold.message_sent,  # type: ignore[dict-item]
     MessageFailed: _Fold.message_failed,  # type: ignore[dict-item]
     CustomerGoodStanding: _Fold.only_time,

@@ -113,6 +113,11 @@ class CustomerState:
     pruned_period: int = 0
     score: int | None = None
     band: str | None = None
+    #: the collector who owns the account (customer.created/updated), for the worklist
+    owner: str | None = None
+    #: dunning's stage for the customer and whether it is on credit hold, as last heard
+    stage: str | None = None
+    on_hold: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -12,6 +12,7 @@ from risk.models.tables import (
     ReminderLog,
     RiskModel,
     RiskSignal,
+    WorklistRow,
     utcnow,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "ReminderLog",
     "RiskModel",
     "RiskSignal",
+    "WorklistRow",
     "metadata",
     "utcnow",
 ]

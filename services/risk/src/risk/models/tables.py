@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    SmallInteger,
     Text,
     func,
     text,
@@ -137,3 +138,47 @@ class ReminderLog(RiskModel, table=True):
         sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"),
     )
     sent: bool = False
+
+
+class WorklistRow(RiskModel, table=True):
+    """A known customer's line on the collectors' worklist (see risk.domain.worklist),
+    written with its profile. The two ordered indexes are the working order, for everyone
+    (admins) and for one owner's portfolio (a collector)."""
+
+    __tablename__ = "worklist_row"
+    __table_args__ = (
+        Index("ix_worklist_row_order", "pushed_down", "band_rank", "overdue_rank", "customer_id"),
+        Index(
+            "ix_worklist_row_owner_order",
+            "owner",
+            "pushed_down",
+            "band_rank",
+            "overdue_rank",
+            "customer_id",
+        ),
+    )
+
+    customer_id: str = Field(primary_key=True)
+    name: str
+    owner: str | None = None
+    currency: str | None = None
+    band: str | None = None
+    score: int | None = None
+    open_amount: int = Field(default=0, sa_type=BigInteger)
+    overdue: int = Field(default=0, sa_type=BigInteger)
+    oldest_overdue_days: int = 0
+    broken_promises: int = 0
+    open_disputes: int = 0
+    promise_pending: bool = False
+    stage: str | None = None
+    on_hold: bool = False
+    pushed_down: bool = False
+    band_rank: int = Field(default=4, sa_type=SmallInteger)
+    overdue_rank: int = Field(default=0, sa_type=BigInteger)
+    as_of: dt.datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    updated_at: dt.datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )

@@ -15,7 +15,7 @@ from sqlmodel import col
 from risk.domain.profile import profile
 from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
-from risk.models import CustomerProfile, RiskSignal
+from risk.models import CustomerProfile, RiskSignal, WorklistRow
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -153,3 +153,70 @@ async def list_scores(
     rows = rows[:limit]
     nxt = encode_cursor([rows[-1].score, rows[-1].customer_id]) if more else None
     return [score_doc(r) for r in rows], nxt
+
+
+def worklist_doc(r: WorklistRow) -> dict[str, Any]:
+    return {
+        "customer_id": r.customer_id,
+        "name": r.name,
+        "owner": r.owner,
+        "currency": r.currency,
+        "band": r.band,
+        "score": r.score,
+        "open": r.open_amount,
+        "overdue": r.overdue,
+        "oldest_overdue_days": r.oldest_overdue_days,
+        "broken_promises": r.broken_promises,
+        "open_disputes": r.open_disputes,
+        "promise_pending": r.promise_pending,
+        "stage": r.stage,
+        "on_hold": r.on_hold,
+        "pushed_down": r.pushed_down,
+        "as_of": r.as_of.isoformat() if r.as_of else None,
+    }
+
+
+async def list_worklist(
+    session: AsyncSession,
+    *,
+    owner: str | None,
+    band: str | None,
+    stage: str | None,
+    currency: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Customers in working order, keyset-paginated along ix_worklist_row_(owner_)order: a
+    page is one index range scan, however deep and however big the book."""
+    key = (
+        col(WorklistRow.pushed_down),
+        col(WorklistRow.band_rank),
+        col(WorklistRow.overdue_rank),
+        col(WorklistRow.customer_id),
+    )
+    q = select(WorklistRow)
+    if owner is not None:
+        q = q.where(col(WorklistRow.owner) == owner)
+    if band is not None:
+        q = q.where(col(WorklistRow.band) == band)
+    if stage is not None:
+        q = q.where(col(WorklistRow.stage) == stage)
+    if currency is not None:
+        q = q.where(col(WorklistRow.currency) == currency)
+    if cursor:
+        values = decode_cursor(cursor)
+        if len(values) != len(key):
+            raise DomainError(422, "Bad cursor", "cursor: not a cursor from this API", "cursor")
+        q = q.where(tuple_(*key) > tuple_(*values))
+    # With an owner, its equality is the owner index's first column: the same order follows.
+    q = q.order_by(*key)
+    rows = (await session.scalars(q.limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    nxt = (
+        encode_cursor([last.pushed_down, last.band_rank, last.overdue_rank, last.customer_id])
+        if more and last is not None
+        else None
+    )
+    return [worklist_doc(r) for r in rows], nxt

@@ -41,6 +41,8 @@ from risk.domain.fold import CONSUMED, step
 from risk.domain.score import score
 from risk.domain.state import CustomerState
 from risk.domain.thresholds import Thresholds
+from risk.domain.worklist import worklist_row
+from risk.models import WorklistRow, utcnow
 
 CONSUMED_SET = frozenset(CONSUMED)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -124,6 +126,16 @@ class Rebuilder:
                     s.instant,
                 )
             )
+        return rows
+
+    def worklist_rows(self) -> list[tuple[Any, ...]]:
+        """The known customers' worklist rows (call after `profile_rows`, which scores)."""
+        now = utcnow()
+        rows = []
+        for s in self.states.values():
+            if s.known:
+                row = {**worklist_row(s), "updated_at": now}
+                rows.append(tuple(row[c] for c in WORKLIST_COLUMNS))
         return rows
 
     def signal_rows(self) -> list[tuple[Any, ...]]:
@@ -294,12 +306,15 @@ SIGNAL_COLUMNS = (
 )
 MOVEMENT_COLUMNS = ("customer_id", "invoice_id", "currency", "on", "due", "amount", "kind", "ref")
 REMINDER_COLUMNS = ("id", "customer_id", "step_key", "on", "currency", "invoice_ids", "sent")
+WORKLIST_COLUMNS = tuple(WorklistRow.model_fields)
+#: Everything a rebuild replaces.
+TABLES = "customer_profile, risk_signal, ar_movement, reminder_log, worklist_row"
 
 
 async def truncate(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("TRUNCATE customer_profile, risk_signal, ar_movement, reminder_log")
+        await conn.execute(f"TRUNCATE {TABLES}")
     finally:
         await conn.close()
 
@@ -311,14 +326,13 @@ async def write(database_url: str, builder: Rebuilder, *, truncate_first: bool) 
     try:
         async with conn.transaction():
             if truncate_first:
-                await conn.execute(
-                    "TRUNCATE customer_profile, risk_signal, ar_movement, reminder_log"
-                )
+                await conn.execute(f"TRUNCATE {TABLES}")
             for table, columns, rows in (
                 ("customer_profile", PROFILE_COLUMNS, builder.profile_rows()),
                 ("risk_signal", SIGNAL_COLUMNS, builder.signal_rows()),
                 ("ar_movement", MOVEMENT_COLUMNS, builder.movements),
                 ("reminder_log", REMINDER_COLUMNS, [tuple(r) for r in builder.reminders.values()]),
+                ("worklist_row", WORKLIST_COLUMNS, builder.worklist_rows()),
             ):
                 if rows:
                     await conn.copy_records_to_table(table, records=rows, columns=list(columns))

@@ -16,7 +16,15 @@ from sqlmodel import col
 from risk.domain.effects import Movement, ReminderFact
 from risk.domain.score import Score
 from risk.domain.state import CustomerState
-from risk.models import ArMovement, CustomerProfile, ReminderLog, RiskSignal, utcnow
+from risk.domain.worklist import worklist_row
+from risk.models import (
+    ArMovement,
+    CustomerProfile,
+    ReminderLog,
+    RiskSignal,
+    WorklistRow,
+    utcnow,
+)
 
 
 def movement_row(m: Movement) -> dict[str, Any]:
@@ -121,3 +129,17 @@ async def save_profiles(
             set_={k: stmt.excluded[k] for k in group[0] if k != "customer_id"},
         )
         await session.execute(stmt, group)
+    await save_worklist(session, [state for state, _ in profiles])
+
+
+async def save_worklist(session: AsyncSession, states: Sequence[CustomerState]) -> None:
+    """Upsert the known customers' worklist rows (the same transaction as their profiles)."""
+    rows = [{**worklist_row(s), "updated_at": utcnow()} for s in states if s.known]
+    if not rows:
+        return
+    stmt = pg_insert(WorklistRow)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[col(WorklistRow.customer_id)],
+        set_={k: stmt.excluded[k] for k in rows[0] if k != "customer_id"},
+    )
+    await session.execute(stmt, rows)
