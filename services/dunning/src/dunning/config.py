@@ -17,48 +17,78 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/duewise_dunning",
         validation_alias=AliasChoices("DUNNING_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="PostgreSQL URL of the service's own database, postgresql:// or postgresql+asyncpg://",
     )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="Kafka bootstrap servers, host:port[,host:port]",
     )
     kafka_enable_idempotence: bool = Field(
         default=False,
         validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
+        description="idempotent producer: true on real Kafka (the embedded Tansu lacks it)",
     )
-    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("DUNNING_HOST", "host"))
-    port: int = Field(default=8002, validation_alias=AliasChoices("DUNNING_PORT", "port"))
+    host: str = Field(
+        default="0.0.0.0",
+        validation_alias=AliasChoices("DUNNING_HOST", "host"),
+        description="address the API listens on",
+    )
+    port: int = Field(
+        default=8002,
+        validation_alias=AliasChoices("DUNNING_PORT", "port"),
+        description="port the API listens on",
+    )
     admin_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token")
+        default=None,
+        validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token"),
+        description="the bootstrap admin bearer token for the HTTP API",
     )
     invoice_api_url: str = Field(
         default="http://127.0.0.1:8001",
         validation_alias=AliasChoices("INVOICE_API_URL", "invoice_api_url"),
+        description="the invoice API, for the last look before a reminder",
     )
     invoice_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("DUNNING_INVOICE_TOKEN", "invoice_token"),
         description="token for the last look at the invoice API; DUEWISE_ADMIN_TOKEN if unset",
     )
-    env: str = Field(default="local", validation_alias=AliasChoices("DUEWISE_ENV", "env"))
+    env: str = Field(
+        default="local",
+        validation_alias=AliasChoices("DUEWISE_ENV", "env"),
+        description="`production` enforces non-default secrets and disables test-only knobs",
+    )
     clock: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DUNNING_CLOCK", "clock"),
         description="an ISO instant to start the settable clock at (not in production)",
     )
     scheduler_interval_s: float = Field(
-        default=1.0, validation_alias=AliasChoices("DUNNING_SCHEDULER_INTERVAL_S")
+        default=1.0,
+        validation_alias=AliasChoices("DUNNING_SCHEDULER_INTERVAL_S"),
+        description="seconds between the scheduler's due passes",
     )
     scheduler_lease_s: float = Field(
-        default=60.0, validation_alias=AliasChoices("DUNNING_SCHEDULER_LEASE_S")
+        default=60.0,
+        validation_alias=AliasChoices("DUNNING_SCHEDULER_LEASE_S"),
+        description="seconds a claim stays with one scheduler before another may retry it",
     )
     scheduler_pause_after_claim_s: float = Field(
         default=0.0,
         validation_alias=AliasChoices("DUNNING_SCHEDULER_PAUSE_AFTER_CLAIM_S"),
         description="FOR FAULT TESTS ONLY: sleep between committing a claim and emitting it",
     )
-    scheduler_batch: int = Field(default=500, validation_alias=AliasChoices("DUNNING_BATCH"))
-    db_pool_size: int = Field(default=10, validation_alias=AliasChoices("DUNNING_DB_POOL_SIZE"))
+    scheduler_batch: int = Field(
+        default=500,
+        validation_alias=AliasChoices("DUNNING_BATCH"),
+        description="customers claimed per scheduler pass",
+    )
+    db_pool_size: int = Field(
+        default=10,
+        validation_alias=AliasChoices("DUNNING_DB_POOL_SIZE"),
+        description="database connections per process",
+    )
 
     @field_validator("database_url")
     @classmethod

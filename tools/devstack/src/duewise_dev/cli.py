@@ -105,6 +105,19 @@ def seed(
     print_report(console, report, notify_url)
 
 
+@app.command()
+def settings(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The table README.md carries ('Every setting').")
+    ] = False,
+) -> None:
+    """Every environment variable every service reads, with its default and meaning."""
+    from duewise_dev import settings_catalogue  # imports every service: only when asked
+
+    text = settings_catalogue.markdown() if markdown else settings_catalogue.plain_text()
+    typer.echo(text, nl=False)
+
+
 def _console() -> Console:
     # soft_wrap: long lines (URLs, the token, the curl example) stay whole for copy-paste.
     return Console(soft_wrap=True)

@@ -18,10 +18,12 @@ class UiSettings(BaseSettings):
     dunning_api_url: str = Field(
         default="http://127.0.0.1:8002",
         validation_alias=AliasChoices("DUNNING_API_URL", "dunning_api_url"),
+        description="the dunning API the collector UI reads and acts on",
     )
     risk_api_url: str = Field(
         default="http://127.0.0.1:8003",
         validation_alias=AliasChoices("RISK_API_URL", "risk_api_url"),
+        description="the risk API the collector UI reads",
     )
     catcher_url: str = Field(
         default="http://127.0.0.1:8025",
@@ -38,6 +40,7 @@ class UiSettings(BaseSettings):
         default=5,
         ge=1,
         validation_alias=AliasChoices("NOTIFY_UI_LOGIN_MAX_FAILURES", "login_max_failures"),
+        description="failed sign-ins of one user name before it is locked for the window",
     )
     login_window_minutes: int = Field(
         default=15,
@@ -51,5 +54,7 @@ class UiSettings(BaseSettings):
         description="mark the session cookie Secure (serve the UI over HTTPS)",
     )
     service_timeout_s: float = Field(
-        default=5.0, validation_alias=AliasChoices("NOTIFY_UI_SERVICE_TIMEOUT_S")
+        default=5.0,
+        validation_alias=AliasChoices("NOTIFY_UI_SERVICE_TIMEOUT_S"),
+        description="timeout of the UI's calls to the other services",
     )
