@@ -11,9 +11,8 @@ from contextlib import asynccontextmanager
 from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
-from duewise_service.tracing import install_tracer_provider
+from duewise_service.telemetry import instrument_api, setup_process
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from dunning.api import health, v1
 from dunning.auth import AUTH, IDEMPOTENCY_KEYS
@@ -41,7 +40,7 @@ async def _purge_loop(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The dunning service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
-    install_tracer_provider("duewise-dunning")
+    setup_process("duewise-dunning")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,5 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(v1)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    instrument_api(app)
     return app

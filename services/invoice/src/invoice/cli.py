@@ -9,8 +9,7 @@ import asyncio
 import os
 
 import typer
-from duewise_service.process import run_until_signalled
-from duewise_service.tracing import install_tracer_provider
+from duewise_service.telemetry import run_worker
 
 from invoice.config import get_settings
 from invoice.imports.commands import import_app
@@ -73,9 +72,8 @@ def relay() -> None:
 
     from invoice.main import SERVICE_NAME
 
-    install_tracer_provider(SERVICE_NAME)  # so each publish is a span of the request's trace
     typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
-    run_until_signalled(outbox_relay.run)
+    run_worker(SERVICE_NAME, outbox_relay.run)  # logs, traces, metrics, METRICS_PORT
 
 
 @app.command()
@@ -90,7 +88,6 @@ def consumer() -> None:
     from invoice.models import INBOX_TABLE
 
     settings = get_settings()
-    install_tracer_provider(SERVICE_NAME)
 
     async def main(stop: asyncio.Event) -> None:
         bootstrap = settings.kafka_bootstrap_servers
@@ -106,7 +103,7 @@ def consumer() -> None:
                 enable_idempotence=settings.kafka_enable_idempotence,
             ).run(stop)
 
-    run_until_signalled(main)
+    run_worker(SERVICE_NAME, main)  # logs, traces, metrics, METRICS_PORT
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import typer
-from duewise_service.process import run_until_signalled
-from duewise_service.tracing import install_tracer_provider
+from duewise_service.telemetry import run_worker
 
 from notify.config import Settings, get_settings
 
@@ -18,9 +17,9 @@ CONSUMED_TOPICS = ("invoice.events", "dunning.events", "risk.events", "notify.ev
 
 
 def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a background process (relay, consumer, sender) with tracing, until signalled."""
-    install_tracer_provider(SERVICE_NAME)
-    run_until_signalled(main)
+    """Run a background process (relay, consumer, sender) with logs, traces and metrics (and
+    /metrics, /livez, /readyz on METRICS_PORT), until signalled."""
+    run_worker(SERVICE_NAME, main)
 
 
 @app.command()

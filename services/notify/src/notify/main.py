@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager
 from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
-from duewise_service.tracing import install_tracer_provider
+from duewise_service.telemetry import instrument_api, setup_process
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from notify.api import health, public, v1
 from notify.auth import AUTH
@@ -30,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The notify service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
     check_production(settings)
-    install_tracer_provider("duewise-notify")
+    setup_process("duewise-notify")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,5 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(public.router)
     app.include_router(v1)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    instrument_api(app)
     return app

@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager
 from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
-from duewise_service.tracing import install_tracer_provider
+from duewise_service.telemetry import instrument_api, setup_process
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from risk.api import health, v1
 from risk.auth import AUTH
@@ -20,7 +19,7 @@ from risk.config import Settings, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The risk service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
-    install_tracer_provider("duewise-risk")
+    setup_process("duewise-risk")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,5 +45,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(v1)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    instrument_api(app)
     return app
