@@ -10,7 +10,7 @@ from notify.render.formatting import format_money
 from notify.ui.accounts import SignedIn
 
 if TYPE_CHECKING:
-    from notify.ui.views import CustomerPage
+    from notify.ui.customer import CustomerPage
 
 #: invoice's DisputeOutcome and ContactRole (the service refuses anything else).
 DISPUTE_OUTCOMES = ("customer_right", "customer_wrong", "settled")

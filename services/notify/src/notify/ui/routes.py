@@ -20,6 +20,7 @@ from notify.models import new_id
 from notify.render.formatting import currency_precision
 from notify.ui.accounts import SignedIn
 from notify.ui.clients import Api, ServiceError
+from notify.ui.customer import customer_page
 from notify.ui.messages import (
     CONTACT_ROLES,
     DISPUTE_OUTCOMES,
@@ -28,8 +29,9 @@ from notify.ui.messages import (
 )
 from notify.ui.pages import render
 from notify.ui.tables import UI_ACTION, UI_USER
-from notify.ui.views import SAFE_ID, NotYours, customer_page, may_see, worklist
+from notify.ui.views import SAFE_ID, NotYours, may_see
 from notify.ui.web import CurrentUser, PageError, api_for, checked_form, db
+from notify.ui.worklist import worklist
 
 REASONS: tuple[str, ...] = get_args(ResponseReason)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9-]{8,100}$")
@@ -48,8 +50,10 @@ async def worklist_page(
     band: str | None = None,
     stage: str | None = None,
     currency: str | None = None,
+    cursor: str | None = None,
 ) -> Response:
-    """The user's customers in working order (admins: everyone's, or one owner's)."""
+    """The user's customers in working order, a page at a time (admins: everyone's, or one
+    owner's)."""
     chosen_owner = (owner or None) if user.is_admin else user.user_name
     async with db(request)() as session:
         try:
@@ -60,6 +64,7 @@ async def worklist_page(
                 band=band or None,
                 stage=stage or None,
                 currency=(currency or "").upper() or None,
+                cursor=cursor or None,
             )
         except ServiceError as exc:
             raise PageError(exc.sentence, exc.status, user) from exc
@@ -74,8 +79,9 @@ async def worklist_page(
         {
             "user": user,
             "rows": work.rows,
-            "complete": work.complete,
-            "customers_read": work.customers_read,
+            "problems": work.problems,
+            "next_cursor": work.next_cursor,
+            "first_page": not cursor,
             "owners": owners,
             "filters": {
                 "owner": chosen_owner or "",
