@@ -210,17 +210,22 @@ def service(name: str) -> Service:
 
 
 def test_one_deployment_per_process_running_a_command_the_code_has(objs: tuple[Obj, ...]) -> None:
+    # The image's entry point (`python -m`) plus the container's args is the devstack's argv.
+    entry = re.search(r"^ENTRYPOINT (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert entry, "the Dockerfile has no exec-form ENTRYPOINT"
+    python, *flags = json.loads(entry.group(1))
+    assert python == "python"
     expected = {p.name: p for s in SERVICES for p in s.processes}
     deployments = {d["metadata"]["name"]: d for d in of_kind(objs, "Deployment")}
     assert set(deployments) == set(expected)
     for name, process in expected.items():
         (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
-        # The image's entry point is `python -m`; argv is `<service>.cli <process>`.
-        assert ["-m", *container["args"]] == list(process.argv[1:]), name
+        assert "command" not in container, f"{name} overrides the image's entry point"
+        assert [*flags, *container["args"]] == list(process.argv[1:]), name
     for s in SERVICES:
         job = named(objs, "Job", f"{s.name}-migrate")
         (container,) = job["spec"]["template"]["spec"]["containers"]
-        assert ["-m", *container["args"]] == list(s.migrate[1:])
+        assert [*flags, *container["args"]] == list(s.migrate[1:])
         assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
     for s in SERVICES:  # an API's Service and container port are the service's own
         svc = named(objs, "Service", f"{s.name}-api")
