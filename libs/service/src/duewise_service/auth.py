@@ -49,8 +49,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from duewise_service.audit import READ_METHODS, Actor, set_actor
 from duewise_service.db import SessionDep
 from duewise_service.problems import DomainError
+from duewise_service.ratelimit import WriteRateLimiter
 
 API_TOKEN = "api_token"
 ADMIN_ENV_TOKEN_ID = "tok_env_admin"
@@ -160,6 +162,24 @@ def _unauthorized(detail: str, realm: str) -> DomainError:
     )
 
 
+def _admit(request: Request, principal: Principal) -> Principal:
+    """A write spends the token's write budget (429 when spent) and names the principal as
+    the actor of the audit rows the request's changes produce."""
+    if request.method not in READ_METHODS:
+        limiter: WriteRateLimiter | None = getattr(request.app.state, "write_limiter", None)
+        if limiter is not None:
+            limiter.check(principal.token_id)
+        set_actor(
+            Actor(
+                name=principal.name,
+                role=principal.role,
+                token_id=principal.token_id,
+                request=f"{request.method} {request.url.path}",
+            )
+        )
+    return principal
+
+
 class TokenAuth:
     """Bearer-token authentication and scope checks over one service's `api_token` table."""
 
@@ -194,7 +214,7 @@ class TokenAuth:
             token_hash = hash_token(token.strip())
             cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
             if cache is not None and (cached := cache.get(token_hash)) is not None:
-                return cached
+                return _admit(request, cached)
             async with session.begin():
                 row = (
                     await session.execute(
@@ -209,7 +229,7 @@ class TokenAuth:
             principal = Principal(token_id=row.id, name=row.name, role=row.role, scopes=scopes)
             if cache is not None:
                 cache.put(token_hash, principal)
-            return principal
+            return _admit(request, principal)
 
         return current_principal
 

@@ -8,9 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from duewise_service.audit import install_session_hook
+from duewise_service.audit_api import audit_router
 from duewise_service.auth import TokenCache
 from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
+from duewise_service.ratelimit import WriteRateLimiter
 from duewise_service.telemetry import instrument_api, setup_process
 from fastapi import FastAPI
 
@@ -61,7 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    # Writes: a per-token rate limit, and audit rows naming the token (duewise_service.audit).
+    app.state.write_limiter = WriteRateLimiter.from_settings()
+    install_session_hook()
     app.include_router(health.router)
     app.include_router(v1)
+    app.include_router(audit_router(AUTH), prefix="/v1")
     instrument_api(app)
     return app

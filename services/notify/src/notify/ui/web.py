@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
+from duewise_service.audit import READ_METHODS, Actor, set_actor
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -72,6 +73,15 @@ async def current_user(request: Request) -> SignedIn:
         async with db(request)() as session, session.begin():
             user = await accounts.load_session(session, raw, idle)
         if user is not None:
+            if request.method not in READ_METHODS:  # audit rows of this action name the user
+                set_actor(
+                    Actor(
+                        f"ui:{user.user_name}",
+                        user.role,
+                        None,
+                        request.method + " " + request.url.path,
+                    )
+                )
             return user
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise NotSignedIn(path if request.method == "GET" else "/", expired=bool(raw))

@@ -1,0 +1,32 @@
+"""audit.audit_log: the append-only record of every change to invoice's rows
+
+See duewise_service.audit: the log lives in its own schema, a trigger refuses UPDATE,
+DELETE and TRUNCATE on it, and every table below records its row changes into it.
+
+Revision ID: 0003_audit_log
+Revises: 0002_customer_owner
+Create Date: 2026-12-02 03:00:00
+
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+from duewise_service.audit import MACHINERY_TABLES, attach_all, create_audit_log, drop_audit_log
+
+revision: str = "0003_audit_log"
+down_revision: str | Sequence[str] | None = "0002_customer_owner"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+#: Every table but the machinery: invoice is the system of record.
+NOT_AUDITED = MACHINERY_TABLES
+
+
+def upgrade() -> None:
+    create_audit_log(op)
+    attach_all(op, exclude=NOT_AUDITED)
+
+
+def downgrade() -> None:
+    drop_audit_log(op)
