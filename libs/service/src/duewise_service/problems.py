@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("duewise.problems")
@@ -192,6 +192,33 @@ async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(409, body)
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return str(state or "")
+
+
+async def _on_database(request: Request, exc: Exception) -> JSONResponse:
+    # SQLSTATE class 22 is "data exception": a value the client sent that PostgreSQL cannot
+    # hold (a NUL character in text, a number past bigint, a date past year 294276). That is
+    # the client's mistake, so a 422 naming it; anything else is still our 500.
+    assert isinstance(exc, DBAPIError)
+    if not _sqlstate(exc).startswith("22"):
+        return await _on_unhandled(request, exc)
+    reason = str(getattr(getattr(exc.orig, "__cause__", None), "args", [""])[0] or "")
+    body = {
+        "type": PROBLEM_BASE + "invalid-value",
+        "title": "Invalid value",
+        "status": 422,
+        "detail": "a value in the request cannot be stored"
+        + (f" ({reason.splitlines()[0][:200]})" if reason else ""),
+        "instance": request.url.path,
+    }
+    return problem_response(422, body)
+
+
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = {
@@ -211,4 +238,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationProblem, _on_nested_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
+    app.add_exception_handler(DBAPIError, _on_database)
     app.add_exception_handler(Exception, _on_unhandled)
