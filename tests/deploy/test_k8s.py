@@ -201,6 +201,22 @@ def test_the_vendored_schemas_reject_what_the_operators_would() -> None:
     assert not crd_validator(cluster["apiVersion"], cluster["kind"]).is_valid(bad)
 
 
+def test_the_staged_first_install_selects_what_the_readme_says(objs: tuple[Obj, ...]) -> None:
+    """deploy/k8s/README.md applies the databases, then the migrations, by label."""
+    readme = (K8S / "README.md").read_text()
+
+    def step(component: str) -> list[Obj]:
+        assert f"-l {COMPONENT}={component}" in readme
+        return [o for o in objs if o["metadata"].get("labels", {}).get(COMPONENT) == component]
+
+    databases = step("database")
+    assert {o["kind"] for o in databases} == {"Cluster", "NetworkPolicy"}
+    assert len(of_kind(tuple(databases), "Cluster")) == len(SERVICES)
+    migrations = step("migrate")
+    assert {o["kind"] for o in migrations} == {"Job"}
+    assert len(migrations) == len(SERVICES)
+
+
 # --- the processes are the code's -----------------------------------------------------------
 
 
