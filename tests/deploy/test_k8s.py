@@ -281,12 +281,32 @@ def test_every_deployment_has_three_probes_on_its_own_endpoints(objs: tuple[Obj,
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", where
 
 
+UNITS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def quantity(text: str | int) -> float:
+    """A Kubernetes resource quantity as a number (cores or bytes)."""
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(text))
+    assert match, f"not a quantity: {text!r}"
+    assert match.group(2) in UNITS, f"unit of {text!r}"
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
 def test_every_pod_has_requests_and_limits(objs: tuple[Obj, ...]) -> None:
-    for owner, template in pod_templates(objs):
-        for c in template["spec"]["containers"]:
-            for kind in ("requests", "limits"):
-                got = c.get("resources", {}).get(kind, {})
-                assert {"cpu", "memory"} <= set(got), f"{owner['metadata']['name']}: {kind}"
+    # Each container, and each PostgreSQL instance CloudNativePG runs.
+    sized: list[tuple[str, Obj]] = [
+        (owner["metadata"]["name"], c.get("resources", {}))
+        for owner, template in pod_templates(objs)
+        for c in template["spec"]["containers"]
+    ]
+    sized += [(c["metadata"]["name"], c["spec"]["resources"]) for c in of_kind(objs, "Cluster")]
+    for where, resources in sized:
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources.get(kind, {})), f"{where}: {kind}"
+        for name in ("cpu", "memory"):
+            # The API server refuses a pod whose request is above its limit.
+            request, limit = resources["requests"][name], resources["limits"][name]
+            assert quantity(request) <= quantity(limit), f"{where}: {name} {request} > {limit}"
 
 
 def test_every_deployment_has_a_disruption_budget(objs: tuple[Obj, ...]) -> None:
@@ -352,6 +372,8 @@ def test_one_autoscaler_per_deployment(objs: tuple[Obj, ...]) -> None:
     assert not set(hpa_targets) & set(keda_targets), "an HPA and a ScaledObject on one Deployment"
     assert len(set(hpa_targets)) == len(hpa_targets)
     assert len(set(keda_targets)) == len(keda_targets)
+    for h in of_kind(objs, "HorizontalPodAutoscaler"):
+        assert 1 <= h["spec"]["minReplicas"] <= h["spec"]["maxReplicas"], h["metadata"]["name"]
     for d in of_kind(objs, "Deployment"):
         name, process = d["metadata"]["name"], d["metadata"]["labels"][COMPONENT]
         if process == "api":
