@@ -24,11 +24,22 @@ class Outbox:
         self.source = source
         self.channel = channel
 
-    async def add_many(self, session: AsyncSession, events: Sequence[Event]) -> list[Envelope]:
-        """Stage many events at once (bulk import): one multi-row insert, one notification."""
+    async def add_many(
+        self,
+        session: AsyncSession,
+        events: Sequence[Event],
+        *,
+        traceparents: Sequence[str | None] | None = None,
+    ) -> list[Envelope]:
+        """Stage many events at once (bulk import): one multi-row insert, one notification.
+
+        `traceparents`, one per event, puts each event in its own trace (the scheduler's
+        reminders continue their invoices' traces); by default all carry the active span's.
+        """
         if not events:
             return []
         trace = current_trace_headers()
+        parents = traceparents or [trace.get("traceparent")] * len(events)
         envelopes = [Envelope.wrap(event, source=self.source) for event in events]
         await session.execute(
             insert(self.table),
@@ -42,10 +53,10 @@ class Outbox:
                     "subject": None,
                     "time": env.time,
                     "payload": env.data,
-                    "traceparent": trace.get("traceparent"),
-                    "tracestate": trace.get("tracestate"),
+                    "traceparent": parent,
+                    "tracestate": None if traceparents else trace.get("tracestate"),
                 }
-                for env, event in zip(envelopes, events, strict=True)
+                for env, event, parent in zip(envelopes, events, parents, strict=True)
             ],
         )
         await session.execute(select(func.pg_notify(self.channel, "")))

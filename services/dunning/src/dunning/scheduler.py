@@ -29,10 +29,12 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from duewise_events import heartbeat
 from duewise_events.catalogue import (
     DunningStageChanged,
     Event,
@@ -41,6 +43,9 @@ from duewise_events.catalogue import (
     ReminderDue,
     ReminderInvoice,
 )
+from duewise_events.tracing import context_from, current_trace_headers, tracer
+from duewise_service.metrics import SECONDS_BUCKETS
+from opentelemetry import metrics, trace
 from sqlalchemy import or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,6 +73,27 @@ from dunning.service.holds import RANK, Stage, place_hold
 from dunning.service.schedule import BUILTIN_POLICY_ID, CLOSED, recompute
 
 log = logging.getLogger("dunning.scheduler")
+
+_meter = metrics.get_meter("dunning.scheduler")
+REMINDERS_DUE = _meter.create_counter(
+    "duewise_reminders_due", unit="{step}", description="Due steps the scheduler claimed"
+)
+REMINDERS_EMITTED = _meter.create_counter(
+    "duewise_reminders_emitted", unit="{step}", description="Steps emitted in a notice"
+)
+REMINDERS_SKIPPED = _meter.create_counter(
+    "duewise_reminders_skipped",
+    unit="{step}",
+    description="Due steps not emitted in this pass, by reason: cancelled (superseded, "
+    "invoice_closed, not_open_at_invoice_service) or put back (outside_send_window, paused, "
+    "last_look_unavailable, notice_already_sent)",
+)
+PASS_DURATION = _meter.create_histogram(
+    "duewise_scheduler_pass_duration",
+    unit="s",
+    description="Duration of one scheduler pass",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+)
 
 #: Namespace of the advisory locks that give one customer to one claiming scheduler.
 CLAIM_LOCK_NS = 0x0D0E_2003
@@ -181,14 +207,19 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         while not stop.is_set():
+            heartbeat.beat()
             full = False
+            started = time.perf_counter()
             try:
                 async with self.sessionmaker() as session, session.begin():
                     await self.clock.load(session)
                 result = await self.run_once()
                 full = result.customers >= self.batch
+                heartbeat.set_ready(True)
             except Exception:
                 log.exception("scheduler pass failed")
+                heartbeat.set_ready(False, "the last scheduler pass failed")
+            PASS_DURATION.record(time.perf_counter() - started)
             if full:  # more is due right now: no sleep
                 continue
             with contextlib.suppress(TimeoutError):
@@ -229,6 +260,7 @@ class Scheduler:
         await self.lift_expired_pauses(now)
         customers, ids = await self._claim(now)
         result.claimed, result.customers = len(ids), len(customers)
+        REMINDERS_DUE.add(len(ids))
         if ids and self.pause_after_claim_s:
             log.warning(
                 "fault hook: pausing %.1fs after claiming %s", self.pause_after_claim_s, ids
@@ -275,6 +307,7 @@ class Scheduler:
         if older:
             await self._finish(older, "skipped", "superseded by a later step (catch-up)")
             result.skipped += len(older)
+            REMINDERS_SKIPPED.add(len(older), {"reason": "superseded"})
 
         closed: list[ScheduledStep] = []
         paused: list[ScheduledStep] = []
@@ -304,6 +337,7 @@ class Scheduler:
                 )
                 await self._defer(row, opening, customer.timezone)
                 result.deferred += 1
+                REMINDERS_SKIPPED.add(1, {"reason": "outside_send_window"})
             elif (
                 # a payment in transit is held by its in_transit pause (which lapses after 7
                 # days), not by `invoice.in_transit`, which only a reversal resets
@@ -316,9 +350,11 @@ class Scheduler:
         if closed:
             await self._finish(closed, "cancelled", "invoice is closed")
             result.cancelled += len(closed)
+            REMINDERS_SKIPPED.add(len(closed), {"reason": "invoice_closed"})
         if paused:
             await self._release(paused, now + self.retry_after, "paused")
             result.deferred += len(paused)
+            REMINDERS_SKIPPED.add(len(paused), {"reason": "paused"})
         if not keep:
             return
 
@@ -347,9 +383,11 @@ class Scheduler:
         if unreachable:
             await self._release(unreachable, now + self.retry_after, "last look")
             result.deferred += len(unreachable)
+            REMINDERS_SKIPPED.add(len(unreachable), {"reason": "last_look_unavailable"})
         if not_open:
             await self._finish(not_open, "cancelled", "last look: not open at the invoice service")
             result.cancelled += len(not_open)
+            REMINDERS_SKIPPED.add(len(not_open), {"reason": "not_open_at_invoice_service"})
         if groups:
             await self._emit(list(groups.values()), specs, now, result)
 
@@ -494,9 +532,11 @@ class Scheduler:
             )
             stages = await self._stages(session, sorted({g.customer.id for g in sent}))
             events: list[Event] = []
+            traceparents: list[str | None] = []
             holds: list[tuple[str, Step, dt.date]] = []
             for g in sent:
                 notice_id, lead, customer = wanted[id(g)], leads[id(g)], g.customer
+                first_event = len(events)
                 spec = specs[(lead.policy_id, lead.policy_version)]
                 lead_step = next((s for s in spec.steps if s.key == lead.step_key), None)
                 reminders: list[ReminderInvoice] = []
@@ -568,7 +608,9 @@ class Scheduler:
                     _escalate(stages[customer.id], "reminded", lead_step, now, events)
                 result.emitted += len(g.items)
                 result.notices.append(notice_id)
-            await OUTBOX.add_many(session, events)
+                REMINDERS_EMITTED.add(len(g.items))
+                traceparents += [_notice_trace(g, notice_id, lead)] * (len(events) - first_event)
+            await OUTBOX.add_many(session, events, traceparents=traceparents)
             for customer_id, step, today in holds:  # rare: one at a time, after the notices
                 await place_hold(
                     session,
@@ -643,6 +685,7 @@ class Scheduler:
                 )
         await session.execute(_MOVE, params)
         result.deferred += len(params)
+        REMINDERS_SKIPPED.add(len(params), {"reason": "notice_already_sent"})
 
     async def _finish(self, rows: list[ScheduledStep], status: str, note: str) -> None:
         async with self.sessionmaker() as session, session.begin():
@@ -777,6 +820,32 @@ def _escalate(
             )
         )
         row.stage, row.updated_at = to, now
+
+
+def _notice_trace(group: _Group, notice_id: str, lead: ScheduledStep) -> str | None:
+    """A span for the notice in the trace of the event that planned its lead step (linked
+    to the other invoices' traces); its traceparent goes on the notice's outbox rows, so
+    one invoice's trace runs on into the reminder, notify and the SMTP send."""
+    stored = [r.traceparent for r, _ in group.items if r.traceparent]
+    parent = lead.traceparent or (stored[0] if stored else None)
+    links = [
+        trace.Link(span_context)
+        for tp in dict.fromkeys(stored)
+        if tp != parent
+        and (span_context := trace.get_current_span(context_from(tp)).get_span_context()).is_valid
+    ]
+    span = tracer.start_span(
+        "dunning reminder due",
+        context=context_from(parent),
+        links=links,
+        attributes={
+            "dunning.notice_id": notice_id,
+            "dunning.step_key": lead.step_key,
+            "dunning.invoice_count": len(group.items),
+        },
+    )
+    with trace.use_span(span, end_on_exit=True):
+        return current_trace_headers().get("traceparent")
 
 
 def _chunks(items: list[_Group], size: int) -> list[list[_Group]]:

@@ -32,7 +32,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from duewise_events import heartbeat
 from duewise_events.catalogue import MessageFailed, MessageSent
+from duewise_events.tracing import context_from, tracer
+from opentelemetry import metrics
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -67,6 +71,17 @@ from notify.service.contacts import mark_undeliverable
 from notify.service.enqueue import CUSTOMER_KINDS, OPTIONAL_KINDS, enqueue
 
 log = structlog.get_logger("duewise.notify.sender")
+
+_meter = metrics.get_meter("notify.sender")
+MESSAGES_SENT = _meter.create_counter(
+    "duewise_messages_sent", unit="{message}", description="Messages sent, by channel and kind"
+)
+MESSAGES_FAILED = _meter.create_counter(
+    "duewise_messages_failed",
+    unit="{message}",
+    description="Failed sends, by channel, kind and final (true: given up or refused; "
+    "false: a transient failure that will be retried)",
+)
 _MESSAGE: Table = metadata.tables["message"]
 _ATTEMPT: Table = metadata.tables["delivery_attempt"]
 
@@ -162,13 +177,16 @@ class Sender:
         listener = await self._listen(wake)
         try:
             while not stop.is_set():
+                heartbeat.beat()
                 wake.clear()
                 if listener is None or listener.is_closed():
                     listener = await self._listen(wake)  # after a database restart
                 try:
                     done = await self.pass_once()
+                    heartbeat.set_ready(True)
                 except Exception as exc:  # a database outage: wait, then try again
                     log.warning("sender.pass_failed", error=repr(exc))
+                    heartbeat.set_ready(False, "the database is unavailable")
                     done = 0
                     await asyncio.sleep(1.0)
                 if done >= self.settings.sender_batch:
@@ -216,16 +234,29 @@ class Sender:
             return [str(r[0]) for r in rows]
 
     async def _one(self, loaded: Loaded) -> None:
+        message = loaded.message
         async with self._slots:
-            try:
-                outcome = await self._perform(loaded)
-            except Exception as exc:  # a bug must not stop the others: fail this one loudly
-                log.exception("sender.unexpected", message_id=loaded.message.id)
-                outcome = Outcome("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
-                outcome.alert = "A message could not be sent because of an internal error."
-            if outcome.status == "sent" and self.settings.sender_pause_after_send_s:
-                await asyncio.sleep(self.settings.sender_pause_after_send_s)  # fault tests only
-            await self._mark(loaded.message, outcome)
+            # In the trace of the message's cause (the event the consumer recorded it from).
+            with tracer.start_as_current_span(
+                "notify send",
+                context=context_from(message.traceparent),
+                attributes={
+                    "notify.message_id": message.id,
+                    "notify.kind": message.kind,
+                    "notify.channel": message.channel,
+                },
+            ):
+                try:
+                    outcome = await self._perform(loaded)
+                except Exception as exc:  # a bug must not stop the others: fail this one loudly
+                    log.exception("sender.unexpected", message_id=message.id)
+                    outcome = Outcome(
+                        "failed", reason=f"internal error: {type(exc).__name__}: {exc}"
+                    )
+                    outcome.alert = "A message could not be sent because of an internal error."
+                if outcome.status == "sent" and self.settings.sender_pause_after_send_s:
+                    await asyncio.sleep(self.settings.sender_pause_after_send_s)  # fault tests
+                await self._mark(message, outcome)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -495,7 +526,16 @@ class Sender:
     ) -> Outcome:
         by_address = {r.address.lower(): r for r in recipients}
         try:
-            result = await self.email.send(mail)
+            # A client span for the SMTP transaction; counts, never the addresses.
+            with tracer.start_as_current_span(
+                "smtp send",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "notify.message_id": message.id,
+                    "smtp.recipient_count": len(mail.to) + len(mail.cc),
+                },
+            ):
+                result = await self.email.send(mail)
         except SendError as exc:
             undeliverable = {
                 r.contact_id: f"{code} {text_}"
@@ -725,6 +765,13 @@ class Sender:
                 )
             )
             await self._consequences(session, message, outcome, status, now)
+        if status == "sent":
+            MESSAGES_SENT.add(1, {"channel": message.channel, "kind": message.kind})
+        elif status in {"failed", "retry"}:
+            final = str(status == "failed")
+            MESSAGES_FAILED.add(
+                1, {"channel": message.channel, "kind": message.kind, "final": final}
+            )
         log.info(
             "sender.marked",
             message_id=message.id,

@@ -134,13 +134,13 @@ class RiskConsumer(EventConsumer):
                 seen: set[str] = set()
                 for env, event in parsed:
                     if event is None:
-                        outcomes.append(Outcome("ignored", env.id))
+                        outcomes.append(Outcome("ignored", env.id, type=env.type))
                     elif env.id in new and env.id not in seen:
                         seen.add(env.id)  # the same record twice in one batch: once
                         items.append((event, env.id))
-                        outcomes.append(Outcome("applied", env.id))
+                        outcomes.append(Outcome("applied", env.id, type=env.type))
                     else:
-                        outcomes.append(Outcome("duplicate", env.id))
+                        outcomes.append(Outcome("duplicate", env.id, type=env.type))
                 if items:
                     await apply_batch(session, items, self.thresholds)
         return outcomes

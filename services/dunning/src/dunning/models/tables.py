@@ -198,6 +198,8 @@ class ScheduledStep(DunningModel, table=True):
     note: str | None = Field(default=None, sa_type=Text, description="why cancelled/skipped")
     notice_id: str | None = None
     emitted_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # W3C traceparent of the event that planned the step: its reminder continues that trace
+    traceparent: str | None = Field(default=None, sa_type=Text)
     updated_at: dt.datetime = _ts()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from duewise_events.tracing import current_trace_headers
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -182,6 +183,8 @@ async def recompute(session: AsyncSession, invoice_id: str, now: dt.datetime) ->
                 policy_id=policy.id,
                 policy_version=policy.version,
                 channel=p.step.channel,
+                # the planning event's trace, which the reminder will continue
+                traceparent=current_trace_headers().get("traceparent"),
             )
             session.add(row)
         elif row.status in ("emitted", "claimed") or (

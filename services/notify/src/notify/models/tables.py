@@ -139,6 +139,8 @@ class Message(NotifyModel, table=True):
     not_before: dt.datetime = _ts()
     lease_until: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     provider_response: str | None = None
+    # W3C traceparent of the cause: the send and its SMTP call continue that trace
+    traceparent: str | None = Field(default=None, sa_type=Text)
     created_by: str | None = None
     created_at: dt.datetime = _ts()
     sent_at: dt.datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

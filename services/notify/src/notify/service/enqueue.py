@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from duewise_events.tracing import current_trace_headers
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +68,8 @@ async def enqueue(
             created_by=created_by,
             created_at=now,
             updated_at=now,
+            # the cause's trace (the consumer's span), continued by the sender
+            traceparent=current_trace_headers().get("traceparent"),
         )
         .on_conflict_do_nothing(index_elements=[col(Message.idempotency_key)])
         # The sender LISTENs: it hears of the message when (and only if) this commits.
