@@ -295,6 +295,44 @@ async def test_a_service_that_is_down_is_a_sentence_not_a_stack_trace(ui_stack: 
         assert "The risk service cannot be reached right now." in worklist.text
 
 
+async def test_unknown_pages_and_failures_are_a_plain_sentence_never_a_trace(
+    ui_stack: UiStack,
+) -> None:
+    from notify.main import create_app
+    from notify.ui import install_ui
+
+    async with browser_like(ui_stack, "carol") as c:
+        page = await c.get("/no/such/page")
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "There is no such page here" in page.text
+        api = await c.get("/v1/no-such-thing")  # the API keeps its problem documents
+        assert api.status_code == 404
+        assert api.headers["content-type"].startswith("application/problem+json")
+
+    # A page that fails in a way nobody planned for: the same app, with one route that raises.
+    app = create_app(ui_stack.settings)
+    install_ui(app, ui_stack.settings, ui_stack.ui)
+
+    async def broken() -> None:
+        raise RuntimeError("internal detail that belongs in the log only")
+
+    app.add_api_route("/broken", broken)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://ui",
+        ) as c,
+    ):
+        r = await c.get("/broken")
+        assert r.status_code == 500
+        assert r.headers["content-type"].startswith("text/html")
+        assert "Something went wrong on our side while preparing this page" in r.text
+        assert "internal detail" not in r.text
+        assert "Traceback" not in r.text
+
+
 def test_sealed_tokens_round_trip_and_refuse_tampering_or_another_key() -> None:
     sealed = seal("key one", "dw_secret-token")
     assert "dw_secret-token" not in sealed

@@ -88,7 +88,9 @@ class UiStack:
     catcher: Catcher | None = None
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    outbox_seen: int = 0
+    #: The last outbox row applied, per producing service.
+    outbox_seen: dict[str, int] = field(default_factory=dict)
+    feeding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def admin(self, served: Served) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -120,8 +122,10 @@ class UiStack:
             )
 
     async def feed_events(self) -> None:
-        """Apply the invoice outbox's new rows to notify, dunning and risk, as their consumers
-        would (notify stages the invoice deliveries; no sender runs, so they stay pending)."""
+        """Apply the outboxes' new rows as the consumers would, in order: invoice facts to
+        notify, dunning and risk (notify stages the invoice deliveries; no sender runs, so they
+        stay pending); dunning's and notify's events to risk (stages, holds, promises kept or
+        broken, responses), so that the worklist sees what the services did."""
         from dunning.handlers import APPLY
         from dunning.handlers import apply as dunning_apply
         from notify.handlers import handle as notify_handle
@@ -129,35 +133,39 @@ class UiStack:
         from risk.domain.thresholds import DEFAULT
         from risk.service.live import apply_event
 
-        async with self.invoice.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT id, event_id, type, key, time, payload FROM outbox "
-                        "WHERE id > :after ORDER BY id"
-                    ),
-                    {"after": self.outbox_seen},
-                )
-            ).all()
-        for r in rows:
-            self.outbox_seen = r.id
-            envelope = Envelope(
-                id=r.event_id,
-                source="duewise/invoice",
-                type=r.type,
-                time=r.time,
-                key=r.key,
-                data=r.payload,
-            )
-            event = envelope.event()
-            async with self.notify.app.state.sessionmaker() as s, s.begin():
-                await notify_handle(s, event, envelope)
-            if type(event) in APPLY:
-                async with self.dunning.app.state.sessionmaker() as s, s.begin():
-                    await dunning_apply(s, event, r.event_id)
-            if type(event) in CONSUMED:
-                async with self.risk.app.state.sessionmaker() as s, s.begin():
-                    await apply_event(s, event, r.event_id, DEFAULT)
+        async with self.feeding:
+            for source in ("invoice", "dunning", "notify"):
+                served: Served = getattr(self, source)
+                async with served.engine.connect() as conn:
+                    rows = (
+                        await conn.execute(
+                            text(
+                                "SELECT id, event_id, type, key, time, payload FROM outbox "
+                                "WHERE id > :after ORDER BY id"
+                            ),
+                            {"after": self.outbox_seen.get(source, 0)},
+                        )
+                    ).all()
+                for r in rows:
+                    self.outbox_seen[source] = r.id
+                    envelope = Envelope(
+                        id=r.event_id,
+                        source=f"duewise/{source}",
+                        type=r.type,
+                        time=r.time,
+                        key=r.key,
+                        data=r.payload,
+                    )
+                    event = envelope.event()
+                    if source == "invoice":
+                        async with self.notify.app.state.sessionmaker() as s, s.begin():
+                            await notify_handle(s, event, envelope)
+                        if type(event) in APPLY:
+                            async with self.dunning.app.state.sessionmaker() as s, s.begin():
+                                await dunning_apply(s, event, r.event_id)
+                    if type(event) in CONSUMED:
+                        async with self.risk.app.state.sessionmaker() as s, s.begin():
+                            await apply_event(s, event, r.event_id, DEFAULT)
 
 
 def catch_mail(
@@ -250,9 +258,9 @@ async def seed(stack: UiStack) -> None:
         await stack.create_user(user, role)
 
 
-@pytest.fixture(scope="session")
-async def ui_stack(pg_server_url: str) -> AsyncIterator[UiStack]:
-    """The four services under uvicorn, seeded (see `seed`)."""
+@contextlib.asynccontextmanager
+async def running_stack(pg_server_url: str, tag: str) -> AsyncIterator[UiStack]:
+    """The four services under uvicorn on scratch databases named with `tag`, unseeded."""
     from dunning.config import Settings as DunningSettings
     from dunning.main import create_app as create_dunning
     from dunning.migrations import upgrade as upgrade_dunning
@@ -264,10 +272,10 @@ async def ui_stack(pg_server_url: str) -> AsyncIterator[UiStack]:
     from risk.migrations import upgrade as upgrade_risk
 
     async with (
-        scratch_database(pg_server_url, "duewise_invoice_ui", upgrade_invoice) as invoice_db,
-        scratch_database(pg_server_url, "duewise_dunning_ui", upgrade_dunning) as dunning_db,
-        scratch_database(pg_server_url, "duewise_risk_ui", upgrade_risk) as risk_db,
-        scratch_database(pg_server_url, "duewise_notify_ui", upgrade) as notify_db,
+        scratch_database(pg_server_url, f"duewise_invoice_{tag}", upgrade_invoice) as invoice_db,
+        scratch_database(pg_server_url, f"duewise_dunning_{tag}", upgrade_dunning) as dunning_db,
+        scratch_database(pg_server_url, f"duewise_risk_{tag}", upgrade_risk) as risk_db,
+        scratch_database(pg_server_url, f"duewise_notify_{tag}", upgrade) as notify_db,
     ):
         invoice = await serve(
             create_invoice(InvoiceSettings(database_url=invoice_db, admin_token=ADMIN_TOKEN))
@@ -290,11 +298,17 @@ async def ui_stack(pg_server_url: str) -> AsyncIterator[UiStack]:
         app = create_app(settings)
         install_ui(app, settings, ui)
         notify = await serve(app)
-        stack = UiStack(invoice, dunning, risk, notify, settings, ui, catcher)
         try:
-            await seed(stack)
-            yield stack
+            yield UiStack(invoice, dunning, risk, notify, settings, ui, catcher)
         finally:
             for served in (notify, risk, dunning, invoice):
                 await stop(served)
             await catcher.stop()
+
+
+@pytest.fixture(scope="session")
+async def ui_stack(pg_server_url: str) -> AsyncIterator[UiStack]:
+    """The four services under uvicorn, seeded (see `seed`)."""
+    async with running_stack(pg_server_url, "ui") as stack:
+        await seed(stack)
+        yield stack

@@ -21,6 +21,7 @@ from notify.config import Settings
 from notify.ui import actions, dashboards, mail, policies, routes, signin
 from notify.ui import tables as tables
 from notify.ui.clients import ServiceError, Services
+from notify.ui.errors import install_error_pages
 from notify.ui.pages import STATIC_DIR
 from notify.ui.settings import UiSettings
 from notify.ui.web import (
@@ -36,7 +37,8 @@ __all__ = ["UiSettings", "install_ui"]
 
 
 def install_ui(app: FastAPI, settings: Settings, ui_settings: UiSettings | None = None) -> None:
-    """Add the UI's pages, its /static files, its error pages and its HTTP clients to `app`."""
+    """Add the UI's pages, its /static files, its error pages (404 and 500 included) and its
+    HTTP clients to `app`."""
     ui = ui_settings or UiSettings()
     state = UiState(settings=settings, ui=ui)
     app.state.ui = state
@@ -83,3 +85,4 @@ def install_ui(app: FastAPI, settings: Settings, ui_settings: UiSettings | None 
     app.add_exception_handler(NotSignedIn, on_not_signed_in)
     app.add_exception_handler(PageError, on_page_error)
     app.add_exception_handler(ServiceError, on_service_error)
+    install_error_pages(app)
