@@ -10,7 +10,8 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# also URL-encoded (%40), as an address in a query string or a form body arrives
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # E.164 and the usual national spellings: a run of 8+ digits with spaces, dots, dashes or
 # parentheses, optionally with a leading +. Ids and amounts here are not written that way.
 PHONE = re.compile(r"(?<![\w/.-])\+?\d[\d ().-]{6,}\d(?![\w/-])")

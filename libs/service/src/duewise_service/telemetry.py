@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import Span
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from duewise_service.logs import configure_logging
@@ -54,7 +56,20 @@ def setup_process(service_name: str) -> None:
 def instrument_api(app: FastAPI) -> None:
     """Server spans and `http.server.duration` for `app`, and its `GET /metrics`."""
     mount_metrics(app)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=NOT_TRACED)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=NOT_TRACED, server_request_hook=_without_query
+    )
+
+
+def _without_query(span: Span | None, scope: dict[str, Any]) -> None:
+    """Query strings stay out of server spans: a sign-in `next`, a reply link's reason, a
+    search for an e-mail address. The path stays (tokens in it are redacted on export)."""
+    if span is None or not span.is_recording():
+        return
+    path = scope.get("path", "")
+    span.set_attribute("http.target", path)
+    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{host}{path}")
 
 
 def run_worker(service_name: str, work: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from duewise_events.catalogue import Event, FeeAssessed, MessageFailed
 from duewise_events.consumer import Handler
 from duewise_events.envelope import Envelope
+from duewise_service.redact import redact_text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -157,7 +158,7 @@ async def on_message_failed(session: AsyncSession, event: Event, envelope: Envel
             event.contact_id,
             event.customer_id,
             event.channel,
-            event.reason,
+            redact_text(event.reason),  # a bounce quotes the address: not in logs
         )
 
 

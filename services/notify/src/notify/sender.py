@@ -35,6 +35,7 @@ import structlog
 from duewise_events import heartbeat
 from duewise_events.catalogue import MessageFailed, MessageSent
 from duewise_events.tracing import context_from, tracer
+from duewise_service.redact import redact_text
 from opentelemetry import metrics
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, and_, func, insert, or_, select, text, update
@@ -778,7 +779,8 @@ class Sender:
             kind=message.kind,
             channel=message.channel,
             status=status,
-            reason=outcome.reason,
+            # a server's refusal quotes the address it refused: ids in logs, never addresses
+            reason=redact_text(outcome.reason or ""),
         )
 
     async def _consequences(
