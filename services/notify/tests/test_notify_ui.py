@@ -878,6 +878,16 @@ async def test_an_admin_edits_a_policy_with_validation_and_previews_its_timeline
         ("ada", "dunning", 422),
         ("ada", "dunning", 200),
     ]
+    async with ui_stack.notify.engine.connect() as conn:
+        subjects = (
+            await conn.execute(
+                text(
+                    "SELECT DISTINCT subject_kind, subject_id, customer_id FROM ui_action "
+                    "WHERE kind = 'policy_update'"
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in subjects] == [("policy", policy_id, None)]
 
 
 async def test_pauses_and_disputes_made_outside_the_ui_show_and_the_dispute_resolves(

@@ -158,7 +158,7 @@ async def save_or_preview(request: Request, policy_id: str, user: CurrentUser) -
 
 
 async def _save(request: Request, api: Api, policy_id: str, body: dict[str, Any]) -> None:
-    """PUT the policy and audit it (the subject column holds `policy:<id>`)."""
+    """PUT the policy and audit it (subject: the policy)."""
     status, result = 0, None
     try:
         status, result = await api.write("dunning", "PUT", f"/v1/policies/{policy_id}", body)
@@ -171,7 +171,8 @@ async def _save(request: Request, api: Api, policy_id: str, body: dict[str, Any]
                 insert(UI_ACTION).values(
                     id=new_id("act"),
                     user_name=api.user.user_name,
-                    customer_id=f"policy:{policy_id}",
+                    subject_kind="policy",
+                    subject_id=policy_id,
                     kind="policy_update",
                     service="dunning",
                     request=body,

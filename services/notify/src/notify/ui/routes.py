@@ -216,6 +216,8 @@ async def _act(
                 insert(UI_ACTION).values(
                     id=new_id("act"),
                     user_name=api.user.user_name,
+                    subject_kind="customer",
+                    subject_id=customer_id,
                     customer_id=customer_id,
                     kind=kind,
                     service=service,

@@ -77,10 +77,16 @@ UI_ACTION = Table(
     Column("id", Text, primary_key=True),
     _now("at"),
     Column("user_name", Text, nullable=False),
-    Column("customer_id", Text, nullable=False, index=True),
+    #: What the action was about: a customer, or (policy edits) a dunning policy.
+    Column("subject_kind", Text, nullable=False, server_default="customer"),
+    Column("subject_id", Text, nullable=False),
+    #: The customer, for actions on one (null for a policy's): what the customer page reads.
+    Column("customer_id", Text, nullable=True, index=True),
     Column("kind", Text, nullable=False),
     Column("service", Text, nullable=False),
     Column("request", JSONB, nullable=False),
     Column("status", Integer, nullable=False),
     Column("result", JSONB),
+    CheckConstraint("subject_kind IN ('customer', 'policy')", name="subject_kind"),
+    Index("ix_ui_action_subject", "subject_kind", "subject_id"),
 )
