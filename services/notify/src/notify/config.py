@@ -5,16 +5,17 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from duewise_service.secret_files import ServiceSettings
 from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """Everything the notify service reads from its environment."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from duewise_service.secret_files import ServiceSettings
 from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,7 @@ class ThresholdSettings(BaseSettings, Thresholds):
     model_config = SettingsConfigDict(env_prefix="RISK_", extra="ignore", frozen=True)
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """Everything the risk service reads from its environment."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
