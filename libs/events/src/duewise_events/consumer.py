@@ -225,7 +225,11 @@ class EventConsumer:
                 transient = _is_transient(exc)
                 EVENTS_FAILED.add(
                     1,
-                    {"consumer": self.name, "type": envelope.type, "transient": str(transient)},
+                    {
+                        "consumer": self.name,
+                        "type": envelope.type,
+                        "transient": str(transient).lower(),
+                    },
                 )
                 if transient and not stop.is_set():
                     log.warning("consumer.transient", consumer=self.name, error=str(exc))

@@ -771,7 +771,7 @@ class Sender:
         elif status in {"failed", "retry"}:
             final = str(status == "failed")
             MESSAGES_FAILED.add(
-                1, {"channel": message.channel, "kind": message.kind, "final": final}
+                1, {"channel": message.channel, "kind": message.kind, "final": final.lower()}
             )
         log.info(
             "sender.marked",
