@@ -170,7 +170,9 @@ class FaultStack:
         for name in PROCESSES:
             if name not in self.procs or self.procs[name].poll() is not None:
                 self.start(name)
-        await self.api_ready()
+        # Generous: five Python processes importing their frameworks at once take a
+        # minute or more on a loaded two-core machine.
+        await self.api_ready(timeout_s=240)
         self.note("processes started; the API answers")
 
     async def api_ready(self, timeout_s: float = 60.0) -> float:
