@@ -16,6 +16,7 @@ from invoice.models import API_TOKEN_TABLE, IDEMPOTENCY_TABLE
 
 SCOPES: dict[str, str] = {
     "customers:write": "create and change customers and contacts",
+    "contacts:write": "replace a customer's contacts (collectors: of their own customers only)",
     "invoices:write": "issue, void, write off and credit invoices",
     "payments:write": "record and reverse payments",
     "disputes:write": "open and resolve disputes",
@@ -28,6 +29,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "service": frozenset(
         {
             "customers:write",
+            "contacts:write",
             "invoices:write",
             "payments:write",
             "disputes:write",
@@ -35,7 +37,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "ar:read",
         }
     ),
-    "collector": frozenset({"ar:read", "disputes:write"}),
+    "collector": frozenset({"ar:read", "disputes:write", "contacts:write"}),
 }
 
 AUTH = TokenAuth(API_TOKEN_TABLE, scopes=SCOPES, role_scopes=ROLE_SCOPES)

@@ -2,10 +2,19 @@
 
 from fastapi import APIRouter
 
-from invoice.api import customers, health, imports, invoices, payments, reports, tokens
+from invoice.api import (
+    contacts,
+    customers,
+    health,
+    imports,
+    invoices,
+    payments,
+    reports,
+    tokens,
+)
 
 v1 = APIRouter(prefix="/v1")
-for _module in (customers, invoices, payments, reports, tokens, imports):
+for _module in (customers, contacts, invoices, payments, reports, tokens, imports):
     v1.include_router(_module.router)
 
 __all__ = ["health", "v1"]

@@ -365,8 +365,8 @@ async def save_contacts(request: Request, customer_id: str, user: CurrentUser) -
         customer_id,
         "contacts",
         service="invoice",
-        path=f"/v1/customers/{customer_id}",
+        path=f"/v1/customers/{customer_id}/contacts",
         body={"contacts": contacts},
         form=form,
-        method="PATCH",
+        method="PUT",
     )
