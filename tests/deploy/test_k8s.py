@@ -59,7 +59,11 @@ Obj = dict[str, Any]
 @functools.cache
 def settings() -> dict[str, list[Setting]]:
     """Service -> every setting its processes read (the settings catalogue, read once)."""
-    return catalogue()
+    found = catalogue()
+    for name, service_settings in found.items():
+        sources = {s.source for s in service_settings}
+        assert f"{name}.config.Settings" in sources, f"the catalogue misses {name}'s Settings"
+    return found
 
 
 def env_names(service_name: str, process: str) -> set[str]:
