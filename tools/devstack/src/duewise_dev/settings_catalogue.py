@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[4]
 SERVICE_NAMES = ("invoice", "dunning", "risk", "notify")
@@ -49,6 +50,11 @@ LIB_ENV: dict[str, tuple[str | None, str]] = {
     "OTEL_TRACES_SAMPLER": (
         None,
         "OpenTelemetry sampler; unset and not exporting: only sampled parents are recorded",
+    ),
+    "DUEWISE_SECRETS_DIR": (
+        "/run/secrets",
+        "folder of secret files, one per variable (DUEWISE_ADMIN_TOKEN, …): the environment "
+        "wins over a file",
     ),
     "LOG_LEVEL": ("INFO", "log level of every process (DEBUG, INFO, WARNING, ERROR)"),
     "OTEL_SERVICE_NAME": (
@@ -96,15 +102,21 @@ class Setting:
 
 
 def _settings_classes(src: Path) -> Iterator[str]:
-    """Dotted paths of the BaseSettings subclasses defined under a package source folder."""
+    """Dotted paths of the BaseSettings subclasses defined under a package source folder.
+
+    Candidates are classes with a base named `…Settings` (BaseSettings, or a project base such
+    as ServiceSettings); each is imported and kept only if it really is a BaseSettings.
+    """
     for path in sorted(src.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         module = ".".join(path.relative_to(src).with_suffix("").parts)
         for node in tree.body:
             if isinstance(node, ast.ClassDef) and any(
-                isinstance(b, ast.Name) and b.id == "BaseSettings" for b in node.bases
+                isinstance(b, ast.Name) and b.id.endswith("Settings") for b in node.bases
             ):
-                yield f"{module}.{node.name}"
+                cls = getattr(importlib.import_module(module), node.name)
+                if issubclass(cls, BaseSettings) and cls.model_fields:
+                    yield f"{module}.{node.name}"
 
 
 def _plain_env_reads(src: Path) -> Iterator[tuple[str, str | None]]:
