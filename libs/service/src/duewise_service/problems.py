@@ -219,7 +219,37 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, body)
 
 
+# SQLSTATE classes that mean "the server is not there right now", not "this request is
+# wrong": 08 connection exception; 57P01-57P03 admin shutdown, crash shutdown, cannot
+# connect now (a restart, a failover).
+_OUTAGE_STATES = ("08", "57P")
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """The database went away under the request (restart, failover, network)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or _sqlstate(exc).startswith(_OUTAGE_STATES)
+    # The pool raises the driver's own errors when a new connection cannot be made:
+    # refused or reset by a server going down, or its "cannot connect now" while starting.
+    if isinstance(exc, ConnectionError):
+        return True
+    return str(getattr(exc, "sqlstate", "") or "").startswith(_OUTAGE_STATES)
+
+
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    if _database_unavailable(exc):
+        # Not a bug: a 503 the client retries (a write with the same Idempotency-Key, which
+        # replays it if it had committed after all). The pool drops the dead connections.
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        body = {
+            "type": PROBLEM_BASE + "database-unavailable",
+            "title": "Service unavailable",
+            "status": 503,
+            "detail": "the database cannot be reached right now; retry in a moment "
+            "(a write with the same Idempotency-Key)",
+            "instance": request.url.path,
+        }
+        return problem_response(503, body, {"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = {
         "type": PROBLEM_BASE + "internal-error",
