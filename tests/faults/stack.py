@@ -118,6 +118,15 @@ class FaultStack:
         # The logs stay for a post-mortem; the database files are the bulk.
         shutil.rmtree(self.pg.data_dir, ignore_errors=True)
 
+    def crash_postgres(self) -> None:
+        """SIGKILL the server and every backend (its process group): no shutdown at all; the
+        next start recovers from the write-ahead log."""
+        proc = self.pg._proc
+        assert proc is not None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.pg._proc = None
+
     def freeze_broker(self) -> None:
         """SIGSTOP: the broker keeps its sockets and data but answers nothing (an outage
         where connections hang, the harder kind for clients)."""
@@ -370,10 +379,18 @@ async def customers(stack: FaultStack, tag: str, n: int) -> list[str]:
 
 
 async def issue_until_created(
-    http: httpx.AsyncClient, customer_id: str, key: str, give_up_s: float = 60.0
+    http: httpx.AsyncClient,
+    customer_id: str,
+    key: str,
+    give_up_s: float = 60.0,
+    failures: list[str] | None = None,
 ) -> tuple[str, int]:
     """POST the invoice under `key` until a 201, as a client with an Idempotency-Key does:
-    through connection errors and 5xx, with the same key. (invoice id, attempts)."""
+    through connection errors and 5xx, with the same key. (invoice id, attempts).
+
+    Each failed attempt is described in `failures` ("503 application/problem+json
+    database-unavailable retry-after=1", "connection error").
+    """
     deadline = time.monotonic() + give_up_s
     attempts = 0
     while True:
@@ -387,10 +404,19 @@ async def issue_until_created(
             if r.status_code == 201:
                 return str(r.json()["id"]), attempts
             assert r.status_code >= 500, f"{key}: {r.status_code} {r.text}"
+            if failures is not None:
+                failures.append(_described(r))
         except httpx.TransportError:
-            pass
+            if failures is not None:
+                failures.append("connection error")
         assert time.monotonic() < deadline, f"{key}: no 201 within {give_up_s:.0f}s"
         await asyncio.sleep(0.2)
+
+
+def _described(r: httpx.Response) -> str:
+    kind = r.headers.get("content-type", "")
+    problem = r.json().get("type", "").rsplit("/", 1)[-1] if "json" in kind else r.text[:40]
+    return f"{r.status_code} {kind} {problem} retry-after={r.headers.get('retry-after')}"
 
 
 async def pairing(stack: FaultStack, keys: Sequence[str]) -> tuple[dict[str, list[str]], int]:
