@@ -87,3 +87,68 @@ async def test_a_collector_cannot_read_or_act_on_another_portfolios_customer_in_
     # Bob, whose customer it is, sees it.
     async with signed_in(ui_stack.notify, "bob") as bob:
         assert (await bob.get(f"/customers/{bobco}")).status_code == 200
+
+
+async def _users_invoice_token(stack: UiStack, user: str) -> str:
+    """The invoice token the UI holds for `user` (sealed at rest; unsealed here)."""
+    from notify.ui.sealing import unseal
+
+    async with stack.notify.engine.connect() as conn:
+        sealed = await conn.scalar(
+            text("SELECT api_tokens ->> 'invoice' FROM ui_user WHERE user_name = :u"), {"u": user}
+        )
+    assert sealed
+    return unseal(stack.settings.secret_key.get_secret_value(), sealed)
+
+
+async def test_a_collectors_api_token_is_bound_to_their_portfolio(ui_stack: UiStack) -> None:
+    acme, bobco = ui_stack.customers["acme"]["id"], ui_stack.customers["bobco"]["id"]
+    bob_invoice = ui_stack.invoices["bobco-1"]["id"]
+    token = await _users_invoice_token(ui_stack, "carol")
+    async with client(ui_stack.invoice, token) as carol:
+        me = (await carol.get("/v1/tokens/me")).json()
+        assert (me["role"], me["subject"]) == ("collector", "carol")
+        # Her own customer, fully.
+        for path in (f"/v1/customers/{acme}", f"/v1/customers/{acme}/balance"):
+            assert (await carol.get(path)).status_code == 200, path
+        mine = await carol.get("/v1/invoices", params={"customer_id": acme})
+        assert mine.status_code == 200
+        owned = await carol.get("/v1/customers", params={"owner": "carol"})
+        assert [c["id"] for c in owned.json()["items"]] == [acme]
+        # Bob's, by id or by guessing: the same 404 as for nothing at all.
+        for path, params in (
+            (f"/v1/customers/{bobco}", {}),
+            (f"/v1/customers/{bobco}/balance", {}),
+            (f"/v1/customers/{bobco}/aging", {}),
+            (f"/v1/invoices/{bob_invoice}", {}),
+            ("/v1/invoices", {"customer_id": bobco}),
+            ("/v1/payments", {"customer_id": bobco}),
+            ("/v1/disputes", {"customer_id": bobco}),
+        ):
+            r = await carol.get(path, params=params)
+            assert r.status_code == 404, f"{path} {params}: {r.status_code}"
+            assert r.headers["content-type"].startswith("application/problem+json")
+        # Lists wider than her portfolio, and portfolio-wide reports.
+        for path, params in (
+            ("/v1/customers", {}),
+            ("/v1/customers", {"owner": "bob"}),
+            ("/v1/invoices", {}),
+            ("/v1/payments", {}),
+            ("/v1/disputes", {}),
+            ("/v1/reports/aging", {}),
+        ):
+            r = await carol.get(path, params=params)
+            assert r.status_code == 403, f"{path} {params}: {r.status_code}"
+        # Acting on Bob's invoice.
+        r = await carol.post(
+            f"/v1/invoices/{bob_invoice}/disputes",
+            json={"reason": "guessed"},
+            headers={"Idempotency-Key": secrets.token_hex(8)},
+        )
+        assert r.status_code == 404
+    async with ui_stack.invoice.engine.connect() as conn:
+        n = await conn.scalar(
+            text("SELECT count(*) FROM dispute WHERE invoice_id = :i AND reason = 'guessed'"),
+            {"i": bob_invoice},
+        )
+    assert n == 0

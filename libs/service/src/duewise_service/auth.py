@@ -70,6 +70,8 @@ def api_token_table(metadata: MetaData) -> Table:
         Column("token_hash", String, nullable=False, unique=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("revoked_at", DateTime(timezone=True)),
+        # Whose token it is, for tokens bound to a person (a collector: their portfolio).
+        Column("subject", Text),
     )
 
 
@@ -90,12 +92,14 @@ def new_token_id() -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a token's id, name, role and effective scopes."""
+    """Who is calling: a token's id, name, role, effective scopes and subject (the person a
+    token is bound to, e.g. the collector whose portfolio it may see; None for systems)."""
 
     token_id: str
     name: str
     role: str
     scopes: frozenset[str]
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str
     scopes: list[str] | None = None
+    subject: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the person the token acts for (a collector's user name: their portfolio)",
+    )
 
 
 class TokenCreated(BaseModel):
@@ -124,6 +134,7 @@ class TokenCreated(BaseModel):
     name: str
     role: str
     scopes: list[str]
+    subject: str | None = None
     created_at: dt.datetime
     token: str = Field(description="the plaintext token; shown once, stored only hashed")
 
@@ -218,7 +229,7 @@ class TokenAuth:
             async with session.begin():
                 row = (
                     await session.execute(
-                        select(t.c.id, t.c.name, t.c.role, t.c.scopes).where(
+                        select(t.c.id, t.c.name, t.c.role, t.c.scopes, t.c.subject).where(
                             t.c.token_hash == token_hash, t.c.revoked_at.is_(None)
                         )
                     )
@@ -226,7 +237,9 @@ class TokenAuth:
             if row is None:
                 raise _unauthorized("the bearer token is not valid", realm)
             scopes = frozenset(row.scopes) if row.scopes else role_scopes.get(row.role, frozenset())
-            principal = Principal(token_id=row.id, name=row.name, role=row.role, scopes=scopes)
+            principal = Principal(
+                token_id=row.id, name=row.name, role=row.role, scopes=scopes, subject=row.subject
+            )
             if cache is not None:
                 cache.put(token_hash, principal)
             return _admit(request, principal)
@@ -271,7 +284,13 @@ class TokenAuth:
         await session.execute(stmt)
 
     async def create_token(
-        self, session: AsyncSession, *, name: str, role: str, scopes: list[str] | None = None
+        self,
+        session: AsyncSession,
+        *,
+        name: str,
+        role: str,
+        scopes: list[str] | None = None,
+        subject: str | None = None,
     ) -> tuple[TokenRecord, str]:
         """A new token row and its plaintext (returned once, never stored); 422 for a scope
         the role does not allow."""
@@ -292,6 +311,7 @@ class TokenAuth:
             "role": role,
             "scopes": sorted(set(scopes or [])),
             "token_hash": hash_token(plaintext),
+            "subject": subject,
         }
         created_at = await session.scalar(
             insert(self.table).values(**values).returning(self.table.c.created_at)
@@ -321,13 +341,18 @@ class TokenAuth:
             """Create a token for a role; copy `token` now, it is stored only as a hash."""
             async with session.begin():
                 row, plaintext = await self.create_token(
-                    session, name=data.name, role=data.role, scopes=data.scopes
+                    session,
+                    name=data.name,
+                    role=data.role,
+                    scopes=data.scopes,
+                    subject=data.subject,
                 )
             return TokenCreated(
                 id=row.id,
                 name=row.name,
                 role=row.role,
                 scopes=row.scopes,
+                subject=data.subject,
                 created_at=row.created_at,
                 token=plaintext,
             )
@@ -342,6 +367,7 @@ class TokenAuth:
                 "name": principal.name,
                 "role": principal.role,
                 "scopes": sorted(principal.scopes),
+                "subject": principal.subject,
             }
 
         return router

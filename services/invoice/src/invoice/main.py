@@ -15,11 +15,12 @@ from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.ratelimit import WriteRateLimiter
 from duewise_service.telemetry import instrument_api, setup_process
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from invoice.api import health, v1
 from invoice.auth import AUTH, IDEMPOTENCY_KEYS
 from invoice.config import Settings, get_settings
+from invoice.portfolio import portfolio_guard
 
 log = logging.getLogger("invoice")
 SERVICE_NAME = "duewise-invoice"
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.write_limiter = WriteRateLimiter.from_settings()
     install_session_hook()
     app.include_router(health.router)
-    app.include_router(v1)
+    # Collectors' tokens see their own portfolio only (invoice.portfolio).
+    app.include_router(v1, dependencies=[Depends(portfolio_guard)])
     app.include_router(audit_router(AUTH), prefix="/v1")
     instrument_api(app)
     return app

@@ -32,12 +32,19 @@ REMOTE = ("invoice", "dunning", "risk")
 
 
 async def mint_token(
-    http: httpx.AsyncClient, url: str, admin_token: str, *, name: str, role: str
+    http: httpx.AsyncClient,
+    url: str,
+    admin_token: str,
+    *,
+    name: str,
+    role: str,
+    subject: str | None = None,
 ) -> str | None:
     """A new token for `role` from the service at `url`; None when it has no /v1/tokens."""
     response = await http.post(
         url.rstrip("/") + "/v1/tokens",
-        json={"name": name, "role": role},
+        # The subject binds a collector's token to their portfolio (invoice.portfolio).
+        json={"name": name, "role": role, "subject": subject},
         headers={"Authorization": f"Bearer {admin_token}"},
     )
     if response.status_code in (404, 405):
@@ -72,12 +79,14 @@ async def create_user(
     sealed: dict[str, str] = {}
     missing: list[str] = []
     for service in REMOTE:
-        token = await mint_token(http, urls[service], admin_tokens[service], name=name, role=role)
+        token = await mint_token(
+            http, urls[service], admin_tokens[service], name=name, role=role, subject=user_name
+        )
         if token is None:
             missing.append(service)
         else:
             sealed[service] = seal(secret, token)
-    _, notify_token = await AUTH.create_token(session, name=name, role=role)
+    _, notify_token = await AUTH.create_token(session, name=name, role=role, subject=user_name)
     sealed["notify"] = seal(secret, notify_token)
     await insert_user(
         session,
