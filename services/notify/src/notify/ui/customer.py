@@ -71,13 +71,12 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
     """Everything the customer page shows; a section whose service failed says so instead."""
     if not SAFE_ID.match(customer_id):
         raise NotYours(customer_id)
-    customer = await api.get_or_none("invoice", f"/v1/customers/{customer_id}")
-    if customer is None or not may_see(api.user, customer):
-        raise NotYours(customer_id)
     cid = {"customer_id": customer_id}
-    # One call per list, all at once (8 in flight): the page costs the same however many
-    # invoices, disputes or promises the customer has.
+    # One call per list, all at once: the page costs the same however many invoices,
+    # disputes or promises the customer has. The customer itself is read alongside (one
+    # round trip less); nothing is shown before may_see has said yes.
     calls = {
+        "customer": api.get_or_none("invoice", f"/v1/customers/{customer_id}"),
         "balance": api.get("invoice", f"/v1/customers/{customer_id}/balance"),
         "aging": api.get("invoice", f"/v1/customers/{customer_id}/aging"),
         "invoices": api.all_pages("invoice", "/v1/invoices", cid),
@@ -93,7 +92,12 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
         "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}),
         "responses": api.get("notify", "/v1/responses", {**cid, "limit": 200}),
     }
-    results = await gather_limited(calls.values())
+    results = await gather_limited(calls.values(), limit=len(calls))
+    customer = results[0]
+    if isinstance(customer, ServiceError):
+        raise customer
+    if customer is None or not may_see(api.user, customer):
+        raise NotYours(customer_id)
     got: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for name, result in zip(calls, results, strict=True):

@@ -9,6 +9,7 @@ their currency, as the services give them."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -262,12 +263,42 @@ TITLES = {
 }
 
 
+#: Charts are over the whole book and move slowly: each is computed at most once a minute
+#: per role (the risk analytics behind DSO and CEI read the whole receivables ledger).
+CACHE_SECONDS = 60.0
+ChartCache = dict[tuple[str, str, dt.date], tuple[float, Chart]]
+
+
+def chart_cache(request: Request) -> ChartCache:
+    """This app's cache of charts (on app.state: one per running app)."""
+    cache: ChartCache | None = getattr(request.app.state, "dashboard_cache", None)
+    if cache is None:
+        cache = request.app.state.dashboard_cache = {}
+    return cache
+
+
+async def cached(cache: ChartCache, key: str, api: Api, today: dt.date) -> Chart:
+    """The chart `key`, from `cache` when younger than CACHE_SECONDS. Failures are never
+    cached: the next request asks the service again."""
+    slot = (key, api.user.role, today)
+    hit = cache.get(slot)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    chart = await CHARTS[key](api, today)
+    cache[slot] = (now, chart)
+    for old in [k for k, (at, _) in cache.items() if now - at >= CACHE_SECONDS]:
+        del cache[old]
+    return chart
+
+
 @router.get("/dashboards")
 async def dashboards_page(request: Request, user: CurrentUser) -> Response:
     """Every chart; a chart whose service failed says so in one sentence, the others show."""
     api = api_for(request, user)
     today = dt.datetime.now(dt.UTC).date()
-    results = await gather_limited((build(api, today) for build in CHARTS.values()), limit=3)
+    cache = chart_cache(request)
+    results = await gather_limited((cached(cache, key, api, today) for key in CHARTS), limit=3)
     charts = []
     for key, result in zip(CHARTS, results, strict=True):
         problem = result.sentence if isinstance(result, ServiceError) else None
