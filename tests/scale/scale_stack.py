@@ -46,6 +46,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    ready_url: str  # an API's /readyz, or a worker's on its METRICS_PORT
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -81,7 +82,7 @@ class Stack:
         )
 
 
-def _env(service: str, stack: Stack, port: int | None) -> dict[str, str]:
+def _env(service: str, stack: Stack, port: int | None, *, api: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "OTEL_"))}
     env.update(
         {
@@ -96,21 +97,23 @@ def _env(service: str, stack: Stack, port: int | None) -> dict[str, str]:
             "DUNNING_SCHEDULER_INTERVAL_S": "0.2",
         }
     )
-    if port is not None:
+    if port is not None and api:
         env[f"{service.upper()}_PORT"] = str(port)
         env[f"{service.upper()}_HOST"] = "127.0.0.1"
+    elif port is not None:  # a worker's /metrics, /livez, /readyz
+        env["METRICS_PORT"] = str(port)
+        env["METRICS_HOST"] = "127.0.0.1"
     return env
 
 
-def _start(
-    stack: Stack, logs: Path, name: str, service: str, argv: list[str], port: int | None = None
-) -> None:
+def _start(stack: Stack, logs: Path, name: str, service: str, argv: list[str], port: int) -> None:
+    api = argv[-1] == "api"
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            argv, env=_env(service, stack, port), stdout=out, stderr=subprocess.STDOUT
+            argv, env=_env(service, stack, port, api=api), stdout=out, stderr=subprocess.STDOUT
         )
-    stack.procs[name] = Proc(name, popen, log)
+    stack.procs[name] = Proc(name, popen, log, f"http://127.0.0.1:{port}/readyz")
 
 
 async def _wait(what: str, stack: Stack, check: object, within: float) -> None:
@@ -167,7 +170,7 @@ def scale_stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             for s in REPLICATED
         }
         for service, popen in migrations.items():
-            out, _ = popen.communicate(timeout=120)
+            out, _ = popen.communicate(timeout=300)  # four at once on a busy machine
             assert popen.returncode == 0, f"{service} migrate: {out.decode(errors='replace')}"
         module = {s: [sys.executable, "-m", f"{s}.cli"] for s in REPLICATED}
         _start(stack, logs, "invoice-api", "invoice", [*module["invoice"], "api"], invoice_port)
@@ -175,9 +178,8 @@ def scale_stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         for service, workers in REPLICATED.items():
             for worker in workers:
                 for i in (1, 2):
-                    _start(
-                        stack, logs, f"{service}-{worker}-{i}", service, [*module[service], worker]
-                    )
+                    name = f"{service}-{worker}-{i}"
+                    _start(stack, logs, name, service, [*module[service], worker], free_port())
         yield stack
     finally:
         for proc in stack.procs.values():
@@ -194,13 +196,14 @@ def scale_stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 async def wait_until_ready(stack: Stack, within: float = 420.0) -> None:
-    """APIs answer /readyz, and both members of every consumer group hold partitions."""
+    """Every process answers /readyz (a relay when it leads or stands by, a consumer once in
+    its group, a scheduler after a pass), and both members of each group hold partitions."""
 
     async def ready() -> bool:
         async with httpx.AsyncClient(timeout=1.0) as http:
-            for url in (stack.invoice_url, stack.dunning_url):
+            for proc in stack.procs.values():
                 try:
-                    if (await http.get(f"{url}/readyz")).status_code != 200:
+                    if (await http.get(proc.ready_url)).status_code != 200:
                         return False
                 except httpx.HTTPError:
                     return False
