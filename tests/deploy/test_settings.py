@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from duewise_dev.settings_catalogue import SERVICE_NAMES, catalogue, markdown
+from duewise_dev.settings_catalogue import SERVICE_NAMES, catalogue, markdown, readme_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_every_setting_table_is_the_generated_one() -> None:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- settings:begin[^>]*-->\n(.*?)<!-- settings:end -->", readme, re.S)
-    assert match, "README.md has no generated settings table"
-    assert match.group(1) == markdown(), (
+    table = readme_table((ROOT / "README.md").read_text())
+    assert table is not None, "README.md has no generated settings table"
+    assert table == markdown(), (
         "README.md's 'Every setting' table is stale: run "
-        "`.venv/bin/duewise-dev settings --markdown` and paste it between the markers"
+        "`.venv/bin/duewise-dev settings --readme README.md`"
     )
 
 

@@ -110,10 +110,17 @@ def settings(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="The table README.md carries ('Every setting').")
     ] = False,
+    readme: Annotated[
+        Path | None, typer.Option(help="Rewrite the table between this README's markers.")
+    ] = None,
 ) -> None:
     """Every environment variable every service reads, with its default and meaning."""
     from duewise_dev import settings_catalogue  # imports every service: only when asked
 
+    if readme is not None:
+        changed = settings_catalogue.update_readme(readme)
+        typer.echo(f"{readme}: {'updated' if changed else 'already current'}")
+        return
     text = settings_catalogue.markdown() if markdown else settings_catalogue.plain_text()
     typer.echo(text, nl=False)
 

@@ -285,3 +285,25 @@ def markdown() -> str:
             shared.append(s)
     table(shared)
     return "\n".join(lines) + "\n"
+
+
+_TABLE = re.compile(r"(<!-- settings:begin[^>]*-->\n)(.*?)(<!-- settings:end -->)", re.S)
+
+
+def readme_table(text: str) -> str | None:
+    """The generated table between the markers of a README's text (None without markers)."""
+    match = _TABLE.search(text)
+    return match.group(2) if match else None
+
+
+def update_readme(path: Path) -> bool:
+    """Put the current table between the README's markers; whether anything changed."""
+    text = path.read_text()
+    if readme_table(text) is None:
+        raise LookupError(
+            f"{path} has no <!-- settings:begin --> ... <!-- settings:end --> markers"
+        )
+    new = _TABLE.sub(lambda m: m.group(1) + markdown() + m.group(3), text)
+    if new != text:
+        path.write_text(new)
+    return new != text
