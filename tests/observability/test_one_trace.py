@@ -289,3 +289,28 @@ async def _assert_metrics(stack: Stack, before: str) -> None:
     assert "/metrics" not in "".join(
         line for line in after.splitlines() if line.startswith("http_server_duration")
     )
+
+
+def test_a_risk_batch_span_links_every_records_trace() -> None:
+    """Risk applies a partition's records in one transaction: its span cannot be the child of
+    each record's, so it links to each distinct trace (and skips records without one)."""
+    from duewise_events.envelope import Envelope
+    from risk.consumer import _links
+
+    def envelope(traceparent: str | None) -> Envelope:
+        return Envelope(
+            id=secrets.token_hex(8),
+            source="duewise/invoice",
+            type="invoice.issued.v1",
+            time=dt.datetime.now(dt.UTC),
+            key="cus_1",
+            data={},
+            traceparent=traceparent,
+        )
+
+    a, b = (f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01" for _ in range(2))
+    links = _links([envelope(a), envelope(b), envelope(a), envelope(None)])
+    assert [format(link.context.trace_id, "032x") for link in links] == [
+        a.split("-")[1],
+        b.split("-")[1],
+    ]
