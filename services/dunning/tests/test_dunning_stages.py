@@ -1,4 +1,5 @@
-"""GET /v1/stages: stage, credit hold and open promises of many customers in one call."""
+"""Reads made for the collector UI: GET /v1/stages (stage, credit hold and open promises of
+many customers in one call) and GET /v1/customers/{id}/overview (a customer page in one)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,38 @@ async def test_stages_of_many_customers_in_one_call(
     r = await dclient.get("/v1/stages")
     assert r.status_code == 422  # at least one customer
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_customers_overview_is_one_call(
+    dclient: httpx.AsyncClient, maker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock.set(at("2026-03-03 10:00"), freeze=True)
+    c = customer()
+    inv = invoice(c.customer_id)
+    await feed(maker, c, inv)
+    r = await dclient.post(
+        "/v1/promises",
+        json={
+            "customer_id": c.customer_id,
+            "invoice_ids": [inv.invoice_id],
+            "amount": 100_00,
+            "promised_date": "2026-03-20",
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await dclient.get(f"/v1/customers/{c.customer_id}/overview")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    base = f"/v1/customers/{c.customer_id}"
+    stage = (await dclient.get(f"{base}/stage")).json()
+    # A customer with no stage row yet is "current" as of the request: only that instant moves.
+    assert {**doc["stage"], "updated_at": None} == {**stage, "updated_at": None}
+    assert doc["timeline"] == (await dclient.get(f"{base}/timeline")).json()
+    promises = await dclient.get("/v1/promises", params={"customer_id": c.customer_id})
+    assert doc["promises"] == promises.json()
+    pauses = await dclient.get(
+        "/v1/pauses", params={"customer_id": c.customer_id, "active": "true"}
+    )
+    assert doc["pauses"] == pauses.json()
+    assert [p["kind"] for p in doc["pauses"]["items"]] == ["promise"]
+    assert (await dclient.get("/v1/customers/cus_nobody/overview")).status_code == 404

@@ -77,13 +77,17 @@ async def test_the_worklist_is_in_working_order_and_filtered(
     by_id = {r["customer_id"]: r for r in rows}
     assert set(by_id) == {big.cid, small.cid, disputed.cid, paid.cid, yen.cid}
     assert rows[-1]["customer_id"] == disputed.cid  # under dispute: worked last
-    assert by_id[disputed.cid]["open_disputes"] == 1 and by_id[disputed.cid]["pushed_down"]
+    assert by_id[disputed.cid]["open_disputes"] == 1
+    assert by_id[disputed.cid]["pushed_down"]
     assert by_id[big.cid]["overdue"] == 5000_00
     assert by_id[big.cid]["oldest_overdue_days"] == (dt.date.today() - inv.due_date).days
     assert by_id[big.cid]["stage"] == "final_notice"
-    assert by_id[big.cid]["owner"] == "alice" and by_id[big.cid]["currency"] == "EUR"
-    assert by_id[paid.cid]["overdue"] == 0 and by_id[paid.cid]["open"] == 0
-    assert by_id[big.cid]["band"] is not None and by_id[big.cid]["score"] is not None
+    assert by_id[big.cid]["owner"] == "alice"
+    assert by_id[big.cid]["currency"] == "EUR"
+    assert by_id[paid.cid]["overdue"] == 0
+    assert by_id[paid.cid]["open"] == 0
+    assert by_id[big.cid]["band"] is not None
+    assert by_id[big.cid]["score"] is not None
 
     # Paging one row at a time gives the same list in the same order.
     assert await _walk(client) == rows

@@ -8,13 +8,14 @@ from invoice.api import (
     health,
     imports,
     invoices,
+    overview,
     payments,
     reports,
     tokens,
 )
 
 v1 = APIRouter(prefix="/v1")
-for _module in (customers, contacts, invoices, payments, reports, tokens, imports):
+for _module in (customers, contacts, overview, invoices, payments, reports, tokens, imports):
     v1.include_router(_module.router)
 
 __all__ = ["health", "v1"]

@@ -72,35 +72,56 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
     if not SAFE_ID.match(customer_id):
         raise NotYours(customer_id)
     cid = {"customer_id": customer_id}
-    # One call per list, all at once: the page costs the same however many invoices,
-    # disputes or promises the customer has. The customer itself is read alongside (one
-    # round trip less); nothing is shown before may_see has said yes.
+    # One call per service, all at once: the invoice service's and dunning's overviews (each
+    # a consistent snapshot of everything they hold about the customer), risk's score and
+    # signals, notify's messages and responses. The page costs the same however many
+    # invoices, disputes or promises the customer has; nothing shows before may_see says yes.
     calls = {
-        "customer": api.get_or_none("invoice", f"/v1/customers/{customer_id}"),
-        "balance": api.get("invoice", f"/v1/customers/{customer_id}/balance"),
-        "aging": api.get("invoice", f"/v1/customers/{customer_id}/aging"),
-        "invoices": api.all_pages("invoice", "/v1/invoices", cid),
-        "payments": api.all_pages("invoice", "/v1/payments", cid),
-        "disputes": api.all_pages("invoice", "/v1/disputes", cid),
-        "stage": api.get_or_none("dunning", f"/v1/customers/{customer_id}/stage"),
-        "timeline": api.get_or_none("dunning", f"/v1/customers/{customer_id}/timeline"),
-        "promises": api.all_pages("dunning", "/v1/promises", cid),
-        # Dunning's pauses in force (every kind: manual, dispute, promise, in transit).
-        "pauses": api.all_pages("dunning", "/v1/pauses", {**cid, "active": "true"}),
+        "invoice": api.get_or_none("invoice", f"/v1/customers/{customer_id}/overview"),
+        "dunning": api.get_or_none("dunning", f"/v1/customers/{customer_id}/overview"),
         "score": api.get_or_none("risk", f"/v1/customers/{customer_id}/score"),
         "signals": api.get_or_none("risk", f"/v1/customers/{customer_id}/signals"),
         "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}),
         "responses": api.get("notify", "/v1/responses", {**cid, "limit": 200}),
     }
-    results = await gather_limited(calls.values(), limit=len(calls))
-    customer = results[0]
-    if isinstance(customer, ServiceError):
-        raise customer
-    if customer is None or not may_see(api.user, customer):
+    results = dict(zip(calls, await gather_limited(calls.values(), limit=len(calls)), strict=True))
+    overview = results.pop("invoice")
+    if isinstance(overview, ServiceError):
+        raise overview
+    if overview is None or not may_see(api.user, overview["customer"]):
         raise NotYours(customer_id)
-    got: dict[str, Any] = {}
+    customer: dict[str, Any] = overview["customer"]
+    got: dict[str, Any] = {"balance": overview["balance"], "aging": overview["aging"]}
     problems: dict[str, str] = {}
-    for name, result in zip(calls, results, strict=True):
+    for name, path in (
+        ("invoices", "/v1/invoices"),
+        ("payments", "/v1/payments"),
+        ("disputes", "/v1/disputes"),
+    ):
+        got[name] = await _the_rest(api, "invoice", path, cid, overview[name], problems, name)
+    dunning = results.pop("dunning")
+    if isinstance(dunning, ServiceError):
+        for name in DUNNING_PARTS:
+            problems[name] = dunning.sentence
+            got[name] = None
+    elif dunning is None:  # dunning has not heard of the customer yet: nothing planned
+        got |= {"stage": None, "timeline": None, "promises": [], "pauses": []}
+    else:
+        got["stage"], got["timeline"] = dunning["stage"], dunning["timeline"]
+        got["promises"] = await _the_rest(
+            api, "dunning", "/v1/promises", cid, dunning["promises"], problems, "promises"
+        )
+        # Dunning's pauses in force (every kind: manual, dispute, promise, in transit).
+        got["pauses"] = await _the_rest(
+            api,
+            "dunning",
+            "/v1/pauses",
+            {**cid, "active": "true"},
+            dunning["pauses"],
+            problems,
+            "pauses",
+        )
+    for name, result in results.items():
         if isinstance(result, ServiceError):
             problems[name] = result.sentence
             got[name] = None
@@ -162,6 +183,31 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
         disputed_elsewhere=disputed_elsewhere,
         pauses=open_pauses(done, today) if in_force is None else in_force,
     )
+
+
+#: The sections that come from dunning's overview (each says so when dunning cannot be read).
+DUNNING_PARTS = ("stage", "timeline", "promises", "pauses")
+
+
+async def _the_rest(
+    api: Api,
+    service: str,
+    path: str,
+    params: dict[str, Any],
+    first: dict[str, Any],
+    problems: dict[str, str],
+    name: str,
+) -> list[Any] | None:
+    """The first page an overview gave, and the rest of the list when there is more (a
+    customer with hundreds of invoices); None, and the sentence, when the rest fails."""
+    items: list[Any] = list(first["items"])
+    if first.get("next_cursor"):
+        try:
+            items += await api.all_pages(service, path, {**params, "cursor": first["next_cursor"]})
+        except ServiceError as exc:
+            problems[name] = exc.sentence
+            return None
+    return items
 
 
 #: The audit log's kinds the customer page reads back (promises have their own reader).
