@@ -18,17 +18,18 @@ import json
 from typing import Any
 
 import hypothesis
+import hypothesis.errors
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from live_apps import ADMIN_TOKEN, SERVICES, LiveApps
-from schemathesis import Case
+from schemathesis import Case, GenerationMode
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-#: Examples per operation (stateless) and scenarios per service (stateful).
-EXAMPLES = 12
-SCENARIOS = 15
+#: Examples per operation and mode (valid and invalid input), and stateful scenarios.
+EXAMPLES = 8
+SCENARIOS = 20
 STEPS = 6
 
 SETTINGS = hypothesis.settings(
@@ -99,16 +100,27 @@ def schema_of(live: LiveApps, service: str) -> Any:
 def test_every_operation_survives_fuzzing(live: LiveApps, service: str) -> None:
     schema = schema_of(live, service)
     failures: list[str] = []
+    exercised = dict.fromkeys(GenerationMode, 0)
     for result in schema.get_all_operations():
         operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-        @SETTINGS
-        @hypothesis.given(case=operation.as_strategy())
-        def fuzz(case: Case) -> None:
-            failures.extend(call_checked(live, service, case))
+            @SETTINGS
+            @hypothesis.given(case=operation.as_strategy(mode))
+            def fuzz(case: Case) -> None:
+                failures.extend(call_checked(live, service, case))
 
-        fuzz()
+            try:
+                fuzz()
+            except hypothesis.errors.Unsatisfiable:
+                # Nothing to make invalid (no parameters and no body, e.g. GET /healthz).
+                assert mode is GenerationMode.NEGATIVE, operation.label
+                continue
+            exercised[mode] += 1
     assert not failures, "\n".join(dict.fromkeys(failures))
+    operations = len(list(schema.get_all_operations()))
+    assert exercised[GenerationMode.POSITIVE] == operations
+    assert exercised[GenerationMode.NEGATIVE] >= operations // 2
 
 
 @pytest.mark.timeout(240)
