@@ -317,9 +317,13 @@ async def signed_in(base: str, user: str) -> httpx.AsyncClient:
 
 async def timed(
     client: httpx.AsyncClient, paths: list[str], warmup: int, must_contain: str
-) -> list[float]:
-    """Milliseconds per request, in a row; every answer must be a 200 showing `must_contain`."""
-    for path in paths[:warmup]:
+) -> tuple[float, list[float]]:
+    """The first request's milliseconds (cold: nothing cached), and those of the timed ones,
+    in a row; every answer must be a 200 showing `must_contain`."""
+    t0 = time.perf_counter()
+    await client.get(paths[0])
+    first = (time.perf_counter() - t0) * 1e3
+    for path in paths[1:warmup]:
         await client.get(path)
     out = []
     for path in paths[warmup:]:
@@ -329,26 +333,19 @@ async def timed(
         if r.status_code != 200 or must_contain not in r.text:
             raise BenchSetupError(f"GET {path} answered {r.status_code}: {r.text[:500]}")
         out.append(ms)
-    return out
+    return first, out
 
 
 async def customer_calls(urls: dict[str, str], token: str, cid: str) -> dict[str, float]:
     """p50 ms of each call the customer page makes, made alone (admin token), 5 times."""
-    calls = {
-        "invoice customer": ("invoice", f"/v1/customers/{cid}", {}),
-        "invoice balance": ("invoice", f"/v1/customers/{cid}/balance", {}),
-        "invoice aging": ("invoice", f"/v1/customers/{cid}/aging", {}),
-        "invoice invoices": ("invoice", "/v1/invoices", {"customer_id": cid, "limit": 200}),
-        "invoice payments": ("invoice", "/v1/payments", {"customer_id": cid, "limit": 200}),
-        "invoice disputes": ("invoice", "/v1/disputes", {"customer_id": cid, "limit": 200}),
-        "dunning stage": ("dunning", f"/v1/customers/{cid}/stage", {}),
-        "dunning timeline": ("dunning", f"/v1/customers/{cid}/timeline", {}),
-        "dunning promises": ("dunning", "/v1/promises", {"customer_id": cid, "limit": 200}),
-        "dunning pauses": ("dunning", "/v1/pauses", {"customer_id": cid, "active": "true"}),
+    calls: dict[str, tuple[str, str, dict[str, str | int]]] = {
+        "invoice overview": ("invoice", f"/v1/customers/{cid}/overview", {}),
+        "dunning overview": ("dunning", f"/v1/customers/{cid}/overview", {}),
         "risk score": ("risk", f"/v1/customers/{cid}/score", {}),
         "risk signals": ("risk", f"/v1/customers/{cid}/signals", {}),
         "notify messages": ("notify", "/v1/messages", {"customer_id": cid, "limit": 200}),
         "notify responses": ("notify", "/v1/responses", {"customer_id": cid, "limit": 200}),
+        "risk worklist (the worklist's first call)": ("risk", "/v1/worklist", {"limit": 50}),
     }
     out: dict[str, float] = {}
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
@@ -434,9 +431,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             ("policies (admin)", admin, ["/policies"] * n, "Dunning policies"),
         ]  # fmt: skip
         results: dict[str, list[float]] = {}
+        firsts: dict[str, float] = {}
         for name, client, paths, marker in pages:
             log(f"timing {name}: {args.requests} requests")
-            results[name] = await timed(client, paths, args.warmup, marker)
+            firsts[name], results[name] = await timed(client, paths, args.warmup, marker)
         log("timing the customer page's calls one by one")
         breakdown = await customer_calls(
             services.urls, stack.admin_token, dunning_seed.customer_id(mine[0])
@@ -481,6 +479,17 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "" if is_ceiling else verdict(p99 < TARGET_MS),
             )
         )
+    dashboards = next(name for name, _, _, _ in pages if name.startswith("dashboards"))
+    rows.append(
+        Row(
+            "dashboards, first load (every chart computed; then cached for 60 s)",
+            f"{firsts[dashboards]:.0f} ms",
+            f"{ceiling:.1f} ms",
+            f"{firsts[dashboards] / ceiling:.1f}x",
+            f"< {TARGET_MS:.0f} ms",
+            verdict(firsts[dashboards] < TARGET_MS),
+        )
+    )
     notes = [
         f"Run {now_utc()} on {machine()}; {note_db}.",
         f"Command: `python -m bench.ui_bench --customers {args.customers} --invoices "
@@ -495,9 +504,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         "service; ratio = page p50 / ceiling p50.",
         "Each page is one request for the server-rendered HTML (what a browser waits for); "
         "the CSS and the script are static files served after it.",
-        "The customer page's calls, each made alone (p50 ms; the page makes them all at once): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in breakdown.items())
-        + ".",
+        "Calls behind the pages, each made alone (p50 ms; the customer page makes its six at "
+        "once): " + ", ".join(f"{k} {v:.0f}" for k, v in breakdown.items()) + ".",
     ]
     print_table(console, "Collector UI benchmark", rows, notes)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
