@@ -11,10 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from duewise_dev.broker import TansuBroker
 from duewise_dev.postgres import scratch_database
 from duewise_dev.pytest_plugin import free_port
 from duewise_events import heartbeat
@@ -27,6 +28,19 @@ async def invoice_db(pg_server_url: str) -> AsyncIterator[str]:
 
     async with scratch_database(pg_server_url, "duewise_obs_worker", upgrade) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of its own: the real consumers commit offsets under their real group names
+    (dunning, risk), which must not touch the session broker's groups."""
+    port = free_port()
+    broker = TansuBroker(port, log_path=tmp_path_factory.mktemp("obs-tansu") / "tansu.log")
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -95,6 +109,36 @@ def test_a_relay_process_serves_metrics_livez_and_readyz(
         out = _stop(proc)
     # JSON log lines from the worker, through the one formatter
     assert '"event": "relay.started"' in out, out[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "process"),
+    [("dunning", "scheduler"), ("notify", "sender"), ("risk", "consumer"), ("dunning", "consumer")],
+)
+def test_every_kind_of_worker_serves_the_endpoints(
+    service: str, process: str, obs_dbs: dict[str, str], private_broker: str
+) -> None:
+    port = free_port()
+    proc = _start(
+        [f"{service}.cli", process],
+        {
+            "DATABASE_URL": obs_dbs[service],
+            "KAFKA_BOOTSTRAP_SERVERS": private_broker,
+            "METRICS_PORT": str(port),
+            "DUNNING_SCHEDULER_INTERVAL_S": "0.2",
+        },
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(f"{base}/readyz", 200, proc, within=90)
+        assert httpx.get(f"{base}/livez", timeout=2).status_code == 200
+        text = httpx.get(f"{base}/metrics", timeout=2).text
+        assert "process_cpu_seconds_total" in text
+        if process == "scheduler":  # a pass is measured as soon as one has run
+            assert "duewise_scheduler_pass_duration_seconds_count" in text
+    finally:
+        _stop(proc)
 
 
 @pytest.mark.slow
