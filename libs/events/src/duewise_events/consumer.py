@@ -48,11 +48,23 @@ class Outcome:
     type: str | None = None  # the CloudEvents type, when the envelope could be read
 
 
+# SQLSTATE classes of a server that is not there right now: 08 connection exception;
+# 57P01-57P03 admin shutdown, crash shutdown, "the database system is starting up".
+_OUTAGE_STATES = ("08", "57P")
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble, not the record's fault: retry without limit."""
     if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    # While PostgreSQL restarts, the pool raises the driver's own CannotConnectNowError
+    # (57P03), unwrapped: counted as the record's fault, it dead-lettered good records.
+    causes = (exc, exc.__cause__)
+    return any(str(getattr(c, "sqlstate", "") or "").startswith(_OUTAGE_STATES) for c in causes)
 
 
 class EventConsumer:
@@ -154,6 +166,7 @@ class EventConsumer:
             for record in records:
                 if stop.is_set():
                     return
+                heartbeat.beat()  # a long batch is work going on, not a stuck loop
                 await self._process(record, producer, stop)
                 self._pending[tp] = record.offset + 1
 
