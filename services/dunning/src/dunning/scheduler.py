@@ -358,6 +358,7 @@ class Scheduler:
         if not keep:
             return
 
+        heartbeat.beat()  # a long pass is work going on, not a stuck loop
         balances = await self._last_look(list(keep))
         groups: dict[tuple[str, dt.date], _Group] = {}
         unreachable: list[ScheduledStep] = []
@@ -389,6 +390,7 @@ class Scheduler:
             result.cancelled += len(not_open)
             REMINDERS_SKIPPED.add(len(not_open), {"reason": "not_open_at_invoice_service"})
         if groups:
+            heartbeat.beat()
             await self._emit(list(groups.values()), specs, now, result)
 
     async def _specs_for(

@@ -237,6 +237,7 @@ class Sender:
     async def _one(self, loaded: Loaded) -> None:
         message = loaded.message
         async with self._slots:
+            heartbeat.beat()  # a long batch is work going on, not a stuck loop
             # In the trace of the message's cause (the event the consumer recorded it from).
             with tracer.start_as_current_span(
                 "notify send",
