@@ -3,7 +3,9 @@ working order a page at a time; a collector's token sees only its own portfolio.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
@@ -103,6 +105,8 @@ async def test_the_worklist_is_in_working_order_and_filtered(
     assert big.cid in {r["customer_id"] for r in banded}
     assert {r["band"] for r in banded} == {band}
     assert (await client.get("/v1/worklist", params={"cursor": "garbage"})).status_code == 422
+    forged = base64.urlsafe_b64encode(json.dumps([1, "a", 2, 3]).encode()).decode()
+    assert (await client.get("/v1/worklist", params={"cursor": forged})).status_code == 422
 
 
 async def test_a_collector_token_sees_only_its_own_portfolio(

@@ -205,7 +205,10 @@ async def list_worklist(
         q = q.where(col(WorklistRow.currency) == currency)
     if cursor:
         values = decode_cursor(cursor)
-        if len(values) != len(key):
+        kinds = (bool, int, int, str)
+        if len(values) != len(key) or not all(
+            type(v) is t for v, t in zip(values, kinds, strict=False)
+        ):
             raise DomainError(422, "Bad cursor", "cursor: not a cursor from this API", "cursor")
         q = q.where(tuple_(*key) > tuple_(*values))
     # With an owner, its equality is the owner index's first column: the same order follows.
