@@ -39,11 +39,16 @@ def span_exporter() -> InMemorySpanExporter:
     """An in-memory exporter on the process's SDK provider (installed by the services' own
     setup when no test did it first). Root spans follow the services' sampler (off unless
     exporting), so a test sends a sampled `traceparent` to have its flow recorded."""
-    from duewise_service.tracing import install_tracer_provider
+    from duewise_service.tracing import RedactingSpanProcessor, install_tracer_provider
 
     install_tracer_provider("duewise-observability-test")
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
+    # A provider another test installed first (libs/events' own) lacks the services'
+    # redaction step: put it in front of this exporter, as make_tracer_provider does.
+    active = provider._active_span_processor._span_processors
+    if not any(isinstance(p, RedactingSpanProcessor) for p in active):
+        provider.add_span_processor(RedactingSpanProcessor())
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
