@@ -235,13 +235,19 @@ async def test_a_logged_response_reaches_notify_under_the_users_own_token(
     async with ui_stack.notify.engine.connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT logged_by, source FROM customer_response WHERE customer_id = :c"),
+                text(
+                    "SELECT logged_by, source FROM customer_response "
+                    "WHERE customer_id = :c AND reason = 'cash_flow'"
+                ),
                 {"c": acme},
             )
         ).one()
         audit = (
             await conn.execute(
-                text("SELECT user_name, service, status FROM ui_action WHERE kind = 'response'")
+                text(
+                    "SELECT user_name, service, status FROM ui_action "
+                    "WHERE kind = 'response' AND request->>'reason' = 'cash_flow'"
+                )
             )
         ).all()
     assert row.logged_by == "ui:carol"  # the user's own notify token, not the admin's

@@ -143,6 +143,8 @@ async def test_a_new_user_finds_the_riskiest_overdue_customer_and_records_its_pr
     held = dunning.locator("tr.held")
     await expect(held.first).to_contain_text(f"held: promise to pay until {promised}")
     await expect(page.locator("#timeline")).to_contain_text(f"Promise to pay by {promised}")
+    # What the customer said, logged as a response too: risk hears of the promise from it.
+    await expect(page.locator("#timeline")).to_contain_text("Response: promise")
     await screens.shoot(page, "demo-promise-recorded")
 
     # Back on the worklist: marked "promise pending" and worked after the others.
@@ -150,6 +152,8 @@ async def test_a_new_user_finds_the_riskiest_overdue_customer_and_records_its_pr
     moved = page.locator("table.worklist tbody tr", has_text=expected["name"])
     await expect(moved).to_contain_text("promise pending")
     await expect(moved).to_have_class("down")
+    classes = [await r.get_attribute("class") or "" for r in await rows.all()]
+    assert classes == sorted(classes, key=lambda c: c == "down"), "not worked after the others"
     await screens.shoot(page, "demo-worklist-after-promise")
     await context.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import uuid
@@ -261,6 +262,7 @@ async def record_promise(request: Request, customer_id: str, user: CurrentUser) 
         "amount": amount,
         "promised_date": promised.isoformat(),
     }
+    key = _idempotency_key(form)
     try:
         await _act(
             request,
@@ -270,11 +272,25 @@ async def record_promise(request: Request, customer_id: str, user: CurrentUser) 
             service="dunning",
             path="/v1/promises",
             body=body,
-            idempotency_key=_idempotency_key(form),
+            idempotency_key=key,
         )
     except ServiceError as exc:
         return await _customer_response(
             request, user, customer_id, error=exc.sentence, status=exc.status
+        )
+    # What the customer said is a response too: logged with notify, it reaches risk, whose
+    # worklist then works the customer after the others until the promise is kept or broken.
+    note = f"Promised {to_major(amount, customer['currency'])} {customer['currency']} by {promised}"
+    with contextlib.suppress(ServiceError):  # the promise stands; only the order would lag
+        await _act(
+            request,
+            api,
+            customer_id=customer_id,
+            kind="response",
+            service="notify",
+            path="/v1/responses",
+            body={"customer_id": customer_id, "reason": "promise", "note": note},
+            idempotency_key=f"{key}-response" if key else None,
         )
     return _redirect_done(customer_id, "promise")
 

@@ -119,4 +119,7 @@ async def worklist(
             }
             for r in rows:
                 r.promise_pending = r.promise_pending or r.id in promised
+    # Risk's order, with what dunning just said applied within the page: a customer whose
+    # promise risk has not heard of yet goes after the others here already.
+    rows.sort(key=lambda r: r.pushed_down)
     return WorkList(rows, page.get("next_cursor"), problems)
