@@ -201,3 +201,22 @@ async def test_only_admins_read_the_log(ui_stack: UiStack) -> None:
             assert r.headers["content-type"].startswith("application/problem+json")
         async with client(served, ADMIN_TOKEN) as c:
             assert (await c.get("/v1/audit", params={"limit": 1})).status_code == 200
+
+
+async def test_the_log_pages_newest_first_and_filters_by_time(ui_stack: UiStack) -> None:
+    async with client(ui_stack.invoice) as admin:
+        first = (await admin.get("/v1/audit", params={"limit": 2})).json()
+        assert len(first["items"]) == 2
+        assert first["items"][0]["id"] > first["items"][1]["id"]
+        assert first["next_cursor"]
+        second = (
+            await admin.get("/v1/audit", params={"limit": 2, "cursor": first["next_cursor"]})
+        ).json()
+        assert second["items"][0]["id"] < first["items"][1]["id"]
+        newest = first["items"][0]["at"]
+        later = (await admin.get("/v1/audit", params={"since": newest})).json()["items"]
+        assert later
+        assert all(r["at"] >= newest for r in later)
+        naive = await admin.get("/v1/audit", params={"since": "2026-01-01T00:00:00"})
+        assert naive.status_code == 422  # an instant needs its offset
+        assert naive.headers["content-type"].startswith("application/problem+json")
