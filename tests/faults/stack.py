@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -40,8 +40,9 @@ ISSUED = "invoice.issued.v1"
 CUSTOMER_CREATED = "customer.created.v1"
 # What each consumer of invoice.events writes for one InvoiceIssued: a query giving
 # (invoice id, how many times) for the ids in $1. Risk's receivables ledger has an identity
-# key, so a second application would be a second row; dunning's and notify's are keyed by
-# the invoice and would refuse it (a crash, then a dead letter) instead.
+# key, so a second application would be a second row; dunning's projection and notify's
+# invoice mail are keyed by the invoice, so there a count shows that the effect happened
+# (a second application would be skipped by the handler itself, inbox or not).
 ISSUED_EFFECTS: dict[str, str] = {
     "dunning": "SELECT id, count(*) FROM invoice WHERE id = ANY($1) GROUP BY id",
     "risk": (
@@ -57,8 +58,6 @@ ISSUED_EFFECTS: dict[str, str] = {
 CONSUMERS = tuple(ISSUED_EFFECTS)
 # The processes a scenario runs, by devstack name.
 PROCESSES = ("invoice-api", "invoice-relay", *(f"{c}-consumer" for c in CONSUMERS))
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -449,14 +448,3 @@ async def pairing(stack: FaultStack, keys: Sequence[str]) -> tuple[dict[str, lis
         else:
             orphans += 1
     return pairs, orphans
-
-
-async def gather_limited(n: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
-    """Run the jobs with at most `n` at a time; results in order."""
-    gate = asyncio.Semaphore(n)
-
-    async def one(job: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await job()
-
-    return list(await asyncio.gather(*(one(j) for j in jobs)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -37,16 +38,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-async def stack() -> AsyncIterator[FaultStack]:
+async def stack(request: pytest.FixtureRequest) -> AsyncIterator[FaultStack]:
     # Not under pytest's basetemp: every pytest run (the other suites' too) resets that to
     # 0700, which locks the server's unprivileged OS user out of its own data directory.
     s = FaultStack(Path(tempfile.mkdtemp(prefix="duewise-faults-")))
+    failed_before = request.session.testsfailed
     try:
         await s.start_infra()
         await s.start_all()
         yield s
     finally:
         s.stop()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(s.base, ignore_errors=True)  # the logs are kept after a failure
+        else:
+            print(f"\nfault stack logs: {s.base}")
 
 
 def _effect_row(
