@@ -89,13 +89,14 @@ async def test_a_collector_cannot_read_or_act_on_another_portfolios_customer_in_
         assert (await bob.get(f"/customers/{bobco}")).status_code == 200
 
 
-async def _users_invoice_token(stack: UiStack, user: str) -> str:
-    """The invoice token the UI holds for `user` (sealed at rest; unsealed here)."""
+async def _users_invoice_token(stack: UiStack, user: str, service: str = "invoice") -> str:
+    """The token for `service` the UI holds for `user` (sealed at rest; unsealed here)."""
     from notify.ui.sealing import unseal
 
     async with stack.notify.engine.connect() as conn:
         sealed = await conn.scalar(
-            text("SELECT api_tokens ->> 'invoice' FROM ui_user WHERE user_name = :u"), {"u": user}
+            text("SELECT api_tokens ->> :s FROM ui_user WHERE user_name = :u"),
+            {"s": service, "u": user},
         )
     assert sealed
     return unseal(stack.settings.secret_key.get_secret_value(), sealed)
@@ -152,3 +153,18 @@ async def test_a_collectors_api_token_is_bound_to_their_portfolio(ui_stack: UiSt
             {"i": bob_invoice},
         )
     assert n == 0
+
+
+async def test_a_collectors_risk_token_reads_only_their_portfolio(ui_stack: UiStack) -> None:
+    acme, bobco = ui_stack.customers["acme"]["id"], ui_stack.customers["bobco"]["id"]
+    token = await _users_invoice_token(ui_stack, "carol", "risk")
+    async with client(ui_stack.risk, token) as carol:
+        assert (await carol.get("/v1/tokens/me")).json()["subject"] == "carol"
+        assert (await carol.get(f"/v1/customers/{acme}/signals")).status_code == 200
+        for part in ("profile", "score", "signals"):
+            r = await carol.get(f"/v1/customers/{bobco}/{part}")
+            assert r.status_code == 404, f"{part}: {r.status_code}"
+        for path in ("/v1/signals", "/v1/scores"):
+            assert (await carol.get(path)).status_code == 403, path
+        rows = (await carol.get("/v1/worklist")).json()["items"]
+        assert {r["customer_id"] for r in rows} == {acme}
