@@ -33,6 +33,7 @@ def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
 def _processors(service_name: str) -> list[Any]:
     def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event_dict.setdefault("service", service_name)
+        event_dict.pop("color_message", None)  # uvicorn's copy of the message for terminals
         return event_dict
 
     return [
