@@ -269,4 +269,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(DBAPIError, _on_database)
+    # The pool raises the driver's own errors when it cannot connect (refused, reset, "the
+    # database system is starting up"). Handled here, not only by the catch-all: after the
+    # catch-all's answer the server also closes the connection, and a client that had
+    # already sent its next request on it sees a dropped connection instead of the 503.
+    driver_errors: tuple[type[Exception], ...] = (ConnectionError, *_driver_errors())
+    for driver_error in driver_errors:
+        app.add_exception_handler(driver_error, _on_unhandled)
     app.add_exception_handler(Exception, _on_unhandled)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - every service runs on asyncpg
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
