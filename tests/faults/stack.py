@@ -69,6 +69,7 @@ class FaultStack:
     pg: EmbeddedPostgres = field(init=False)
     broker: TansuBroker = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.t0 = time.monotonic()
@@ -145,11 +146,15 @@ class FaultStack:
         """Start one process (`invoice-api`, `risk-consumer`, ...) with its devstack argv."""
         assert name not in self.procs or self.procs[name].poll() is not None, name
         service, process = _find(name)
+        env = {**self._env(service), **extra_env}
+        if process.port is None:  # a worker: its /livez and /readyz on a port of its own
+            self.metrics_ports[name] = free_port()
+            env["METRICS_PORT"] = str(self.metrics_ports[name])
         log = (self.base / f"{name}.log").open("ab")
         with log:
             self.procs[name] = subprocess.Popen(
                 process.argv,
-                env={**self._env(service), **extra_env},
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -198,6 +203,27 @@ class FaultStack:
 
             await self.until(up, timeout_s, "the invoice API answers /healthz")
         return time.monotonic() - started
+
+    async def workers_ready(self, timeout_s: float) -> dict[str, str]:
+        """Until every running worker's /readyz answers 200 (its loop did its work on its
+        last round: connected, leading); what each answered last, on timeout too."""
+        last: dict[str, str] = {}
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while True:
+                for name, port in self.metrics_ports.items():
+                    if name not in self.procs or last.get(name) == "200":
+                        continue
+                    try:
+                        r = await http.get(f"http://{LOCALHOST}:{port}/readyz")
+                        last[name] = "200" if r.status_code == 200 else f"{r.status_code} {r.text}"
+                    except httpx.HTTPError as exc:
+                        last[name] = repr(exc)
+                if all(last.get(n) == "200" for n in self.metrics_ports if n in self.procs):
+                    return last
+                if time.monotonic() > deadline:
+                    return last
+                await asyncio.sleep(0.25)
 
     # --- observing ---------------------------------------------------------------------
 
@@ -396,7 +422,7 @@ async def issue_until_created(
     through connection errors and 5xx, with the same key. (invoice id, attempts).
 
     Each failed attempt is described in `failures` ("503 application/problem+json
-    database-unavailable retry-after=1", "connection error").
+    database-unavailable retry-after=1", "no answer: ReadTimeout").
     """
     deadline = time.monotonic() + give_up_s
     attempts = 0
@@ -413,9 +439,9 @@ async def issue_until_created(
             assert r.status_code >= 500, f"{key}: {r.status_code} {r.text}"
             if failures is not None:
                 failures.append(_described(r))
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             if failures is not None:
-                failures.append("connection error")
+                failures.append(f"no answer: {type(exc).__name__}")
         assert time.monotonic() < deadline, f"{key}: no 201 within {give_up_s:.0f}s"
         await asyncio.sleep(0.2)
 

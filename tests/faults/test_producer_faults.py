@@ -320,13 +320,22 @@ async def test_broker_frozen_for_30s_loses_nothing(stack: FaultStack) -> None:
 async def test_postgres_restarted_mid_run_services_reconnect(stack: FaultStack) -> None:
     """Scenario 5: PostgreSQL (the module's own embedded server, never the system one) is shut
     down fast and started again, then SIGKILLed (a crash) and started again, while four
-    clients post invoices. Clients retry with the same
-    Idempotency-Key until a 201; no process is restarted by the test. Meanwhile the API
-    answers a write it cannot make with a 503 problem (database-unavailable, Retry-After),
-    never a 500. Afterwards every key has one invoice with one outbox row, and every
-    consumer made each effect once: relay and consumers reconnected by themselves.
+    clients post invoices, retrying each under the same Idempotency-Key until a 201.
+
+    No process is restarted by the test: every worker (relay, consumers, dunning's scheduler)
+    answers /readyz 200 again by itself. Meanwhile the API answers a write it cannot make
+    with a 503 problem (database-unavailable, Retry-After), never a 500. Afterwards every key
+    has one invoice with one outbox row, and every consumer made each effect once.
     """
+    # Every kind of worker: dunning's scheduler too (its clock before any due date, so
+    # that its passes read the database and find nothing to send).
+    stack.start(
+        "dunning-scheduler",
+        DUNNING_CLOCK="2026-10-01T00:00:00+00:00",
+        INVOICE_API_URL=stack.invoice_url,
+    )
     cust = await customers(stack, "s5", 3)
+    assert (ready := await stack.workers_ready(120)) == dict.fromkeys(ready, "200"), ready
     keys: list[str] = []
     got: dict[str, str] = {}
     failures: list[str] = []  # every answer that was not a 201, described
@@ -368,6 +377,9 @@ async def test_postgres_restarted_mid_run_services_reconnect(stack: FaultStack) 
         stop.set()
         await asyncio.gather(*workers)
     assert not stack.dead(), "\n".join(stack.dead())
+    # Every worker is ready again by itself: its loop reached the database on its last round.
+    ready = await stack.workers_ready(60)
+    assert ready == dict.fromkeys(ready, "200"), ready
 
     pairs, orphans = await pairing(stack, keys)
     ids = list(pairs)
@@ -389,6 +401,7 @@ async def test_postgres_restarted_mid_run_services_reconnect(stack: FaultStack) 
         f"writing again after {crash[1]:.1f}s"
     )
     row.notes.append(f"answers other than 201 meanwhile: {dict(Counter(failures))}")
+    row.notes.append(f"ready again by themselves: {', '.join(sorted(ready))}")
     print(f"\nscenario 5: {'; '.join(row.notes)}")
     row.check()
     # While the server is away the API says so: a 503 problem that asks for a retry.
