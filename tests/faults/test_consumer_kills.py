@@ -289,7 +289,7 @@ async def _check_notify(s: Stack, book: Book) -> ledger.Row:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(840)
 async def test_consumers_killed_at_random_points_lose_and_double_nothing(
     own_broker: str, pg_server_url: str, tmp_path: Path
 ) -> None:
@@ -322,7 +322,7 @@ async def test_consumers_killed_at_random_points_lose_and_double_nothing(
 
         try:
             took = await wait_for(
-                "every consumer's inbox holds every event", all_in, timeout=480, stack_=s, every=1
+                "every consumer's inbox holds every event", all_in, timeout=660, stack_=s, every=1
             )
         finally:
             done.set()
