@@ -204,7 +204,14 @@ async def test_relay_killed_between_publish_and_mark_has_one_effect_per_consumer
     with the same ce_id, and dunning, risk and notify each made exactly one effect of it.
     """
     cust = await customers(stack, "s2", 3)
-    stack.kill("invoice-relay")  # idle: nothing of this scenario is in the outbox yet
+
+    async def drained() -> bool:
+        return await stack.unpublished() == 0
+
+    # Consumed is not yet marked: wait for the relay to mark the customers' rows too, so
+    # that the batch the held relay takes is exactly the twenty invoices.
+    await stack.until(drained, 60, "the relay marks what it published")
+    stack.kill("invoice-relay")  # idle: nothing is waiting in the outbox
     since = await topic_reader.end_offsets(stack.broker.bootstrap, "invoice.events")
     async with client(stack) as http:
         ids = [(await issue_until_created(http, cust[i % 3], f"s2-{i}"))[0] for i in range(20)]
@@ -225,10 +232,6 @@ async def test_relay_killed_between_publish_and_mark_has_one_effect_per_consumer
     assert await stack.unpublished() == 20  # acknowledged by the broker, not yet marked
     stack.kill("invoice-relay")
     stack.start("invoice-relay")
-
-    async def drained() -> bool:
-        return await stack.unpublished() == 0
-
     await stack.until(drained, 60, "the new relay marks the batch")
     records = await topic_reader.read(
         stack.broker.bootstrap,
