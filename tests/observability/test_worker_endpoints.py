@@ -63,6 +63,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
     return out.decode(errors="replace")
 
 
+def _wait_for_line(proc: subprocess.Popen[bytes], text: str, within: float = 60) -> None:
+    """Read the process's output until a line contains `text` (bounded by `within`)."""
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if text in raw.decode(errors="replace"):
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(within), f"no line with {text!r} within {within}s"
+
+
 def _wait_for(url: str, status: int, proc: subprocess.Popen[bytes], within: float = 60) -> str:
     deadline = time.monotonic() + within
     last: object = None
@@ -176,7 +191,8 @@ def test_no_metrics_port_no_endpoints(invoice_db: str, kafka_bootstrap: str) -> 
         },
     )
     try:
-        time.sleep(3)  # give it time to (wrongly) open a port: there is no event to poll for
+        # running for real (its first pass logged), yet nothing listens on any port of ours
+        _wait_for_line(proc, '"event": "relay.started"')
         assert proc.poll() is None
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/livez", timeout=2)

@@ -32,7 +32,8 @@ NOT_TRACED = "healthz,readyz,livez,metrics"
 class WorkerSettings(BaseSettings):
     """A worker's own HTTP endpoints (no prefix: the same names for every service)."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable counts as unset (METRICS_PORT= in a compose file turns the port off).
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     #: Port for `/metrics`, `/livez`, `/readyz`; unset (the default) serves nothing, so that
     #: `make run` can start many workers on one host. Compose and Kubernetes set 9464.
