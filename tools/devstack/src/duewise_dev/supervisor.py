@@ -50,7 +50,10 @@ class StackOptions:
     admin_token_generated: bool = True
     services: tuple[Service, ...] = SERVICES
     echo: bool = True  # copy children's output, prefixed, to the console
-    ready_timeout: float = 60.0
+    # Fifteen processes start at once and each spends seconds of CPU importing its stack
+    # (FastAPI, SQLAlchemy, OpenTelemetry...): on two busy cores the last API can take well
+    # over a minute to answer /readyz. A real failure still says so, with the child's log.
+    ready_timeout: float = 180.0
     migrate_timeout: float = 120.0
     # A real SMTP server to send to; without one, a local catcher (mail and SMS) runs.
     smtp_url: str | None = None
