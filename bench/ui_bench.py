@@ -309,7 +309,7 @@ async def create_users(notify_db: str, urls: dict[str, str], admin: str, secret:
 
 
 async def signed_in(base: str, user: str) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(base_url=base, timeout=30)
+    client = httpx.AsyncClient(base_url=base, timeout=120)
     form = await client.get("/login")
     token = CSRF.search(form.text)
     if token is None:

@@ -116,22 +116,34 @@ class Api:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
     ) -> httpx.Response:
         client = self.services.notify if service == "notify" else self.services.http
         base = "" if service == "notify" else self.services.urls[service].rstrip("/")
         all_headers = {"Authorization": f"Bearer {self._token(service)}", **(headers or {})}
         try:
+            if wait_s is None:
+                return await client.request(
+                    method, base + path, params=params, json=json, headers=all_headers
+                )
             return await client.request(
-                method, base + path, params=params, json=json, headers=all_headers
+                method, base + path, params=params, json=json, headers=all_headers, timeout=wait_s
             )
         except httpx.TimeoutException as exc:
             raise ServiceError(f"The {service} service did not answer in time; try again.") from exc
         except httpx.HTTPError as exc:
             raise ServiceError(f"The {service} service cannot be reached right now.") from exc
 
-    async def get(self, service: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """The JSON body of a GET; ServiceError otherwise."""
-        response = await self._send(service, "GET", path, params=params)
+    async def get(
+        self,
+        service: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        wait_s: float | None = None,
+    ) -> Any:
+        """The JSON body of a GET (within `wait_s` seconds when given, else the UI's
+        service timeout); ServiceError otherwise."""
+        response = await self._send(service, "GET", path, params=params, wait_s=wait_s)
         if response.status_code != 200:
             raise error_for(service, response)
         return response.json()

@@ -28,6 +28,9 @@ router = APIRouter(include_in_schema=False)
 BUCKETS = ("current", "1_30", "31_60", "61_90", "over_90")
 MONTHS = 6
 RECOVERY_DAYS = 7
+#: Risk's analytics read the whole receivables ledger (seconds with a million invoices):
+#: they get longer than the UI's usual service timeout, and the charts are then cached.
+ANALYTICS_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -68,7 +71,7 @@ def months_back(today: dt.date, n: int = MONTHS) -> list[tuple[dt.date, dt.date]
 
 
 async def aging(api: Api, today: dt.date) -> Chart:
-    rows = (await api.get("risk", "/v1/analytics/aging"))["rows"]
+    rows = (await api.get("risk", "/v1/analytics/aging", wait_s=ANALYTICS_TIMEOUT_S))["rows"]
     columns = ["currency", "as_of", *BUCKETS, "total"]
     table = Table(columns, [[r.get(c) for c in columns] for r in rows])
     shown = [
@@ -85,7 +88,8 @@ async def aging(api: Api, today: dt.date) -> Chart:
 async def dso(api: Api, today: dt.date) -> Chart:
     ends = [end for _, end in months_back(today)]
     answers = await gather_limited(
-        api.get("risk", "/v1/analytics/dso", {"as_of": d.isoformat()}) for d in ends
+        api.get("risk", "/v1/analytics/dso", {"as_of": d.isoformat()}, wait_s=ANALYTICS_TIMEOUT_S)
+        for d in ends
     )
     columns = ["as_of", "currency", "dso", "best_possible_dso", "average_days_delinquent"]
     table = Table(columns)
@@ -109,7 +113,12 @@ async def dso(api: Api, today: dt.date) -> Chart:
 async def cei(api: Api, today: dt.date) -> Chart:
     months = months_back(today)
     answers = await gather_limited(
-        api.get("risk", "/v1/analytics/cei", {"from": s.isoformat(), "to": e.isoformat()})
+        api.get(
+            "risk",
+            "/v1/analytics/cei",
+            {"from": s.isoformat(), "to": e.isoformat()},
+            wait_s=ANALYTICS_TIMEOUT_S,
+        )
         for s, e in months
     )
     columns = ["month", "currency", "from", "to", "collected", "cei"]
@@ -141,7 +150,7 @@ async def cei(api: Api, today: dt.date) -> Chart:
 
 
 async def at_risk(api: Api, today: dt.date) -> Chart:
-    rows = (await api.get("risk", "/v1/analytics/at-risk"))["rows"]
+    rows = (await api.get("risk", "/v1/analytics/at-risk", wait_s=ANALYTICS_TIMEOUT_S))["rows"]
     columns = [
         "currency",
         "open_balance",
@@ -195,7 +204,12 @@ async def reasons(api: Api, today: dt.date) -> Chart:
 
 
 async def recovery(api: Api, today: dt.date) -> Chart:
-    answer = await api.get("risk", "/v1/analytics/step-recovery", {"days": RECOVERY_DAYS})
+    answer = await api.get(
+        "risk",
+        "/v1/analytics/step-recovery",
+        {"days": RECOVERY_DAYS},
+        wait_s=ANALYTICS_TIMEOUT_S,
+    )
     rows = answer["rows"]
     columns = [
         "step_key",
