@@ -229,6 +229,17 @@ async def stack(
             )
         )
         s.dbs = dict(zip(services, urls, strict=True))
+        # These scenarios kill service processes, never PostgreSQL: a commit that returns
+        # before its WAL reaches the disk is still atomic and visible at once, and only a
+        # crash of PostgreSQL or the OS could lose it. On this shared machine a WAL flush
+        # takes 20-150 ms, which made the per-event consumers (dunning, notify) crawl.
+        conn = await asyncpg.connect(plain_url(pg_url))
+        try:
+            for url in urls:
+                name = url.rsplit("/", 1)[1].split("?")[0]
+                await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        finally:
+            await conn.close()
         try:
             yield s
         finally:
