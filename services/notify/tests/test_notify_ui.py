@@ -324,6 +324,7 @@ async def test_unknown_pages_and_failures_are_a_plain_sentence_never_a_trace(
         raise RuntimeError("internal detail that belongs in the log only")
 
     app.add_api_route("/broken", broken)
+    app.add_api_route("/v1/broken", broken)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -337,6 +338,10 @@ async def test_unknown_pages_and_failures_are_a_plain_sentence_never_a_trace(
         assert "Something went wrong on our side while preparing this page" in r.text
         assert "internal detail" not in r.text
         assert "Traceback" not in r.text
+        api = await c.get("/v1/broken")  # the API's own catch-all still answers its paths
+        assert api.status_code == 500
+        assert "text/html" not in api.headers["content-type"]
+        assert "internal detail" not in api.text
 
 
 def test_sealed_tokens_round_trip_and_refuse_tampering_or_another_key() -> None:

@@ -34,9 +34,11 @@ def is_api(path: str) -> bool:
 def install_error_pages(app: FastAPI) -> None:
     """HTML 404/405 pages and a 500 page for the UI's paths; the API's handlers otherwise.
 
-    Call after the app's own handlers are installed: the HTTP-error handler wraps theirs.
+    Call after the app's own handlers are installed: these wrap theirs (HTTP errors and the
+    catch-all), which still answer for the API's paths.
     """
     api_handler = app.exception_handlers.get(StarletteHTTPException)
+    api_crash = app.exception_handlers.get(Exception)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -49,7 +51,10 @@ def install_error_pages(app: FastAPI) -> None:
     async def on_crash(request: Request, exc: Exception) -> Response:
         # Starlette logs the traceback; the user only ever sees the sentence.
         if is_api(request.url.path):
-            return PlainTextResponse("Internal Server Error", status_code=500)
+            if api_crash is None:
+                return PlainTextResponse("Internal Server Error", status_code=500)
+            answer = api_crash(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         return error_page(request, FAILED, 500)
 
     app.add_exception_handler(StarletteHTTPException, on_http)
