@@ -137,24 +137,27 @@ async def on_risk_score_changed(
 
 
 async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_id: str) -> None:
-    if await session.get(CustomerProjection, event.customer_id) is None:
+    # Both kept in locals while recompute() runs: the session's identity map holds objects
+    # weakly, so an unreferenced one is dropped and recompute() would read it again.
+    customer = await session.get(CustomerProjection, event.customer_id)
+    if customer is None:
         await _hold(session, f"customer:{event.customer_id}", event, event_id)
         return
-    if await session.get(InvoiceProjection, event.invoice_id) is None:
-        session.add(
-            InvoiceProjection(
-                id=event.invoice_id,
-                customer_id=event.customer_id,
-                number=event.number,
-                kind=event.kind,
-                issue_date=event.issue_date,
-                due_date=event.due_date,
-                total=event.total,
-                balance=event.balance,
-                currency=event.currency,
-                status="open" if event.balance else "paid",
-            )
+    invoice = await session.get(InvoiceProjection, event.invoice_id)
+    if invoice is None:
+        invoice = InvoiceProjection(
+            id=event.invoice_id,
+            customer_id=event.customer_id,
+            number=event.number,
+            kind=event.kind,
+            issue_date=event.issue_date,
+            due_date=event.due_date,
+            total=event.total,
+            balance=event.balance,
+            currency=event.currency,
+            status="open" if event.balance else "paid",
         )
+        session.add(invoice)
         await session.flush()
     await recompute(session, event.invoice_id, clock.now())
     await _release_held(session, f"invoice:{event.invoice_id}")
