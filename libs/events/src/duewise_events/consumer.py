@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -67,6 +66,25 @@ def _is_transient(exc: BaseException) -> bool:
     return any(str(getattr(c, "sqlstate", "") or "").startswith(_OUTAGE_STATES) for c in causes)
 
 
+def _inbox_insert(inbox: Table) -> TextClause:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING event_id into `inbox`, as text.
+
+    SQLAlchemy does not cache the PostgreSQL dialect's `insert()` (its `inherit_cache` is
+    False), so built per record it was compiled again for every event; a text statement is
+    compiled once and then served from the engine's statement cache.
+    """
+    columns = ("consumer", "event_id", "type", "topic", "partition", "offset")
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f":{c}" for c in columns)
+    table = ".".join(
+        '"' + part.replace('"', '""') + '"' for part in (inbox.schema, inbox.name) if part
+    )
+    return text(
+        f"INSERT INTO {table} ({names}) VALUES ({values}) "
+        'ON CONFLICT DO NOTHING RETURNING "event_id"'
+    )
+
+
 class EventConsumer:
     """Runs `handlers` (a literal map of event class to function) over `topics`."""
 
@@ -92,6 +110,7 @@ class EventConsumer:
         self.handlers = {cls.TYPE: fn for cls, fn in handlers.items()}
         self.session_factory = session_factory
         self.inbox = inbox
+        self._inbox_insert = _inbox_insert(inbox)
         self.bootstrap_servers = bootstrap_servers
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
@@ -281,17 +300,15 @@ class EventConsumer:
         ):
             async with self.session_factory() as session, session.begin():
                 inserted = await session.execute(
-                    insert(self.inbox)
-                    .values(
-                        consumer=self.name,
-                        event_id=envelope.id,
-                        type=envelope.type,
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(self.inbox.c.event_id)
+                    self._inbox_insert,
+                    {
+                        "consumer": self.name,
+                        "event_id": envelope.id,
+                        "type": envelope.type,
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                    },
                 )
                 if inserted.first() is None:
                     return False
