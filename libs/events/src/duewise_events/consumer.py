@@ -1,7 +1,10 @@
 """Consumer side: at least once on the wire, exactly once in effect.
 
 For each record: one database transaction holds {inbox row (consumer, event id) + the
-handler's effect}; only after it commits is the offset committed. A redelivered event finds
+handler's effect}; only after it commits is the offset committed. Consecutive records of a
+partition share one such transaction (up to `batch_size`, each with its own inbox row); a
+batch in which one record fails is rolled back, the records before it are applied again
+together and the failing one alone, with its retries. A redelivered event finds
 its inbox row and has no second effect. A record that keeps failing goes to `<topic>.dlt`
 with the error in its headers, and the partition keeps moving. An outage of the database
 (or any other infrastructure) is not the record's fault: it is retried until it passes,
@@ -104,6 +107,7 @@ class EventConsumer:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         partition_concurrency: int = 4,
+        batch_size: int = 50,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -126,6 +130,11 @@ class EventConsumer:
         self._lock = asyncio.Lock()
         # How many partitions are worked at once; keep it within the session pool's size.
         self._partition_slots = asyncio.Semaphore(partition_concurrency)
+        # Up to this many consecutive records of a partition are applied in one transaction
+        # (each with its own inbox row); if any of them fails, the batch is rolled back and
+        # its records are applied one transaction each, with the retries and dead-lettering
+        # of a single record. 1 turns batching off.
+        self.batch_size = max(batch_size, 1)
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._lag_at = 0.0
@@ -182,12 +191,27 @@ class EventConsumer:
         stop: asyncio.Event,
     ) -> None:
         async with self._partition_slots:
-            for record in records:
+            i = 0
+            while i < len(records):
                 if stop.is_set():
                     return
                 heartbeat.beat()  # a long batch is work going on, not a stuck loop
-                await self._process(record, producer, stop)
+                chunk = records[i : i + self.batch_size]
+                applied, failure = (0, None)
+                if len(chunk) > 1:
+                    applied, failure = await self._apply_batch(chunk)
+                if applied:
+                    self._pending[tp] = chunk[applied - 1].offset + 1
+                    i += applied
+                    if applied == len(chunk):
+                        continue
+                if stop.is_set():
+                    return
+                # The record the batch stopped at, alone; its failure there was its 1st attempt.
+                record = records[i]
+                await self._process(record, producer, stop, failed=failure)
                 self._pending[tp] = record.offset + 1
+                i += 1
 
     async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Per assigned partition: high watermark minus position, every 2 s at most."""
@@ -222,8 +246,15 @@ class EventConsumer:
             log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
 
     async def _process(
-        self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, stop: asyncio.Event
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+        *,
+        failed: Exception | None = None,
     ) -> Outcome:
+        """One record in its own transaction; `failed`: its handler's error in a batch, which
+        counts as the first attempt."""
         try:
             envelope = Envelope.from_record(
                 key=record.key, value=record.value, headers=record.headers
@@ -249,6 +280,9 @@ class EventConsumer:
         while True:
             attempt += 1
             try:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
                 applied = await self._apply(record, envelope, event, handler)
                 return self._report(
                     Outcome("applied" if applied else "duplicate", envelope.id, type=envelope.type)
@@ -277,6 +311,63 @@ class EventConsumer:
                 log.warning("consumer.retry", consumer=self.name, attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self.retry_backoff_s * attempt)
 
+    async def _apply_batch(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int, Exception | None]:
+        """Apply a prefix of `records` (one partition's, in order) in one transaction: for each,
+        its inbox row and its handler's effect, exactly as `_apply` does for one.
+
+        Returns how many were applied (committed, outcomes reported) and, if the record after
+        them failed in its handler, that error: the caller works that record alone (retries,
+        dead letter), counting this failure as its first attempt. The prefix stops before a
+        record that is not plainly applicable (unreadable, unknown type).
+        """
+        work: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Event | None]] = []
+        for record in records:
+            try:
+                envelope = Envelope.from_record(
+                    key=record.key, value=record.value, headers=record.headers
+                )
+                if envelope.type not in BY_TYPE:
+                    break
+                handled = envelope.type in self.handlers
+                work.append((record, envelope, envelope.event() if handled else None))
+            except EnvelopeError:
+                break
+        if not work:
+            return 0, None
+        outcomes: list[Outcome] = []
+        at: int | None = None
+        try:
+            async with self.session_factory() as session, session.begin():
+                for index, (record, envelope, event) in enumerate(work):
+                    at = index
+                    if event is None:  # a type this service does not react to
+                        outcomes.append(Outcome("ignored", envelope.id, type=envelope.type))
+                        continue
+                    applied = await self._apply_in(session, record, envelope, event)
+                    status = "applied" if applied else "duplicate"
+                    outcomes.append(Outcome(status, envelope.id, type=envelope.type))
+                at = None  # from here on, a failure is the commit's
+        except Exception as exc:
+            log.info(
+                "consumer.batch_split",
+                consumer=self.name,
+                records=len(work),
+                failed_at=at,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            if at is None:  # the commit failed: nothing to blame on one record
+                return 0, None
+            if at == 0:
+                return 0, exc
+            # The records before the failing one, again (they were rolled back with it).
+            done, failure = await self._apply_batch(records[:at])
+            return (done, exc) if done == at else (done, failure)
+        for outcome in outcomes:
+            self._report(outcome)
+        return len(work), None
+
     async def _apply(
         self,
         record: ConsumerRecord[bytes, bytes],
@@ -285,6 +376,19 @@ class EventConsumer:
         handler: Handler,
     ) -> bool:
         """One transaction: the inbox row and the handler's effect. False for a duplicate."""
+        async with self.session_factory() as session, session.begin():
+            return await self._apply_in(session, record, envelope, event, handler)
+
+    async def _apply_in(
+        self,
+        session: AsyncSession,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        event: Event,
+        handler: Handler | None = None,
+    ) -> bool:
+        """Within `session`'s transaction: the inbox row, then (if new) the handler's effect."""
+        handler = handler or self.handlers[envelope.type]
         parent = context_from(envelope.traceparent, envelope.tracestate)
         with tracer.start_as_current_span(
             f"{record.topic} process",
@@ -298,22 +402,21 @@ class EventConsumer:
                 "cloudevents.event_type": envelope.type,
             },
         ):
-            async with self.session_factory() as session, session.begin():
-                inserted = await session.execute(
-                    self._inbox_insert,
-                    {
-                        "consumer": self.name,
-                        "event_id": envelope.id,
-                        "type": envelope.type,
-                        "topic": record.topic,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                    },
-                )
-                if inserted.first() is None:
-                    return False
-                await handler(session, event, envelope)
-                return True
+            inserted = await session.execute(
+                self._inbox_insert,
+                {
+                    "consumer": self.name,
+                    "event_id": envelope.id,
+                    "type": envelope.type,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                },
+            )
+            if inserted.first() is None:
+                return False
+            await handler(session, event, envelope)
+            return True
 
     async def _dead_letter(
         self,
