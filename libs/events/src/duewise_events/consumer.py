@@ -199,7 +199,7 @@ class EventConsumer:
                 chunk = records[i : i + self.batch_size]
                 applied, failure = (0, None)
                 if len(chunk) > 1:
-                    applied, failure = await self._apply_batch(chunk)
+                    applied, failure = await self._apply_run(chunk)
                 if applied:
                     self._pending[tp] = chunk[applied - 1].offset + 1
                     i += applied
@@ -311,7 +311,7 @@ class EventConsumer:
                 log.warning("consumer.retry", consumer=self.name, attempt=attempt, error=repr(exc))
                 await asyncio.sleep(self.retry_backoff_s * attempt)
 
-    async def _apply_batch(
+    async def _apply_run(
         self, records: list[ConsumerRecord[bytes, bytes]]
     ) -> tuple[int, Exception | None]:
         """Apply a prefix of `records` (one partition's, in order) in one transaction: for each,
@@ -362,7 +362,7 @@ class EventConsumer:
             if at == 0:
                 return 0, exc
             # The records before the failing one, again (they were rolled back with it).
-            done, failure = await self._apply_batch(records[:at])
+            done, failure = await self._apply_run(records[:at])
             return (done, exc) if done == at else (done, failure)
         for outcome in outcomes:
             self._report(outcome)
