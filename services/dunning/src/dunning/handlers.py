@@ -45,7 +45,7 @@ from dunning.models import (
     utcnow,
 )
 from dunning.service.holds import release_if_cleared
-from dunning.service.schedule import open_invoice_ids, recompute
+from dunning.service.schedule import POLICY_CACHE, open_invoice_ids, recompute
 
 IN_TRANSIT_HOLD = dt.timedelta(days=7)
 
@@ -349,6 +349,9 @@ async def apply(session: AsyncSession, event: Event, event_id: str) -> None:
 
 async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> None:
     """The EventConsumer's entry point for every type dunning reacts to."""
+    # No handler changes a policy, so the consumer's transaction (a batch of events) reads
+    # the policies once instead of once per invoice it plans.
+    session.info.setdefault(POLICY_CACHE, {})
     await apply(session, event, envelope.id)
 
 

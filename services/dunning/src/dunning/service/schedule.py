@@ -45,13 +45,7 @@ async def resolve_policy(
         row = await session.get(Policy, assigned.policy_id)
         if row is not None and row.deleted_at is None:
             return _resolved(row, f"assigned to customer {customer.id}")
-    rows = (
-        await session.scalars(
-            select(Policy)
-            .where(col(Policy.deleted_at).is_(None))
-            .order_by(col(Policy.priority).desc(), col(Policy.created_at))
-        )
-    ).all()
+    rows = await _live_policies(session)
     for row in rows:
         if row.is_default:
             continue
@@ -68,6 +62,30 @@ async def resolve_policy(
         if row.is_default:
             return _resolved(row, "the default policy")
     return ResolvedPolicy(BUILTIN_POLICY_ID, 0, DEFAULT_POLICY, "the built-in default policy")
+
+
+#: `session.info` key: set (to a dict) by a caller whose transaction never changes policies
+#: (the consumer's, over a batch of events), so the policies are read once per transaction.
+POLICY_CACHE = "dunning.live_policies"
+
+
+async def _live_policies(session: AsyncSession) -> list[Policy]:
+    """Every policy not deleted, highest priority first (once per transaction if cached)."""
+    cache: dict[str, list[Policy]] | None = session.info.get(POLICY_CACHE)
+    if cache is not None and "rows" in cache:
+        return cache["rows"]
+    rows = list(
+        (
+            await session.scalars(
+                select(Policy)
+                .where(col(Policy.deleted_at).is_(None))
+                .order_by(col(Policy.priority).desc(), col(Policy.created_at))
+            )
+        ).all()
+    )
+    if cache is not None:
+        cache["rows"] = rows
+    return rows
 
 
 async def spec_of(session: AsyncSession, policy_id: str) -> PolicySpec:
