@@ -411,11 +411,24 @@ async def _alert(
 # --- outbound webhooks -------------------------------------------------------------------
 
 
+#: `session.info` key of the enabled webhook endpoints, read once per transaction.
+_ENDPOINTS = "notify.webhook_endpoints"
+
+
 async def fan_out(session: AsyncSession, envelope: Envelope) -> None:
-    """One webhook message per enabled endpoint that wants this event's type."""
-    endpoints = (
-        await session.scalars(select(WebhookEndpoint).where(col(WebhookEndpoint.enabled)))
-    ).all()
+    """One webhook message per enabled endpoint that wants this event's type.
+
+    The endpoints are read once per transaction (the consumer's covers a batch of events):
+    only the consumer calls this, and nothing it does changes an endpoint.
+    """
+    endpoints: list[WebhookEndpoint] | None = session.info.get(_ENDPOINTS)
+    if endpoints is None:
+        endpoints = list(
+            (
+                await session.scalars(select(WebhookEndpoint).where(col(WebhookEndpoint.enabled)))
+            ).all()
+        )
+        session.info[_ENDPOINTS] = endpoints
     for endpoint in endpoints:
         if endpoint.event_types and envelope.type not in endpoint.event_types:
             continue
