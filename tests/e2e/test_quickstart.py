@@ -11,6 +11,7 @@ import httpx
 import pytest
 from duewise_events import topic_reader
 from e2e_stack import ROOT, TOKEN
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 
 def readme_example() -> str:
@@ -66,22 +67,26 @@ async def test_trace_of_the_http_request_reaches_the_kafka_record(stack: dict[st
     """HTTP → outbox row → relay → Kafka header: one trace id all the way."""
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     since = await topic_reader.end_offsets(stack["bootstrap"], "invoice.events")
-    async with httpx.AsyncClient(base_url="http://127.0.0.1:8001") as client:
-        response = await client.post(
-            "/v1/invoices",
-            headers={
-                "Authorization": f"Bearer {TOKEN}",
-                "traceparent": f"00-{trace_id}-b7ad6b7169203331-01",
-            },
-            json={
-                "customer_external_id": "C-1001",
-                "number": "INV-TRACE",
-                "issue_date": "2026-11-23",
-                "po_number": "PO-78",
-                "total": 1000,
-                "currency": "EUR",
-            },
-        )
+    # The caller's own traceparent, as another system would send it: when an earlier test in
+    # this process installed the httpx instrumentation, it would replace the header with a
+    # client span of its own, so it is switched off for this request.
+    with suppress_instrumentation():
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:8001") as client:
+            response = await client.post(
+                "/v1/invoices",
+                headers={
+                    "Authorization": f"Bearer {TOKEN}",
+                    "traceparent": f"00-{trace_id}-b7ad6b7169203331-01",
+                },
+                json={
+                    "customer_external_id": "C-1001",
+                    "number": "INV-TRACE",
+                    "issue_date": "2026-11-23",
+                    "po_number": "PO-78",
+                    "total": 1000,
+                    "currency": "EUR",
+                },
+            )
     assert response.status_code == 201, response.text
     invoice_id = response.json()["id"]
 
