@@ -139,6 +139,7 @@ async def test_the_token_routes(admin: httpx.AsyncClient, anon: httpx.AsyncClien
         "name": "erp",
         "role": "service",
         "scopes": ["things:read", "things:write"],
+        "subject": None,
     }
     r = await anon.post("/tokens", json={"name": "x", "role": "reader"}, headers=service)
     assert r.status_code == 403
