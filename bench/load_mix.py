@@ -291,6 +291,10 @@ async def open_loop(
 async def ui_session(stack: Stack) -> httpx.AsyncClient:
     import re
 
+    # notify's Settings read the sealing key from this process's environment: it must be the
+    # running notify's, or every sealed user token fails to open there (a 500 per UI page).
+    os.environ["NOTIFY_SECRET_KEY"] = SECRET
+
     await create_users(
         urls=Urls(*(f"http://{LOCALHOST}:{PORTS[s]}" for s in SERVICES)),
         admin_token=TOKEN,
