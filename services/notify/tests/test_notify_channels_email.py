@@ -23,6 +23,7 @@ from notify.channels.email import (
     OutgoingEmail,
     SendError,
     SmtpSender,
+    Withdrawn,
     build_message,
     parse_dsn,
 )
@@ -247,6 +248,32 @@ async def test_many_sends_reuse_pooled_connections() -> None:
     assert len(handler.received) == 230
     assert len(handler.peers) <= 4
     assert sender.connections_opened == len(handler.peers)
+
+
+async def test_confirm_is_asked_with_the_envelope_open_and_a_no_sends_nothing() -> None:
+    handler = Recorder()
+    asked: list[int] = []
+
+    async def no() -> str | None:
+        asked.append(len(handler.sessions))  # MAIL FROM had arrived when it was asked
+        return "INV-1 paid a moment ago"
+
+    async def yes() -> str | None:
+        return None
+
+    with smtp_server(handler) as server:
+        sender = sender_for(server)
+        with pytest.raises(Withdrawn, match="paid a moment ago"):
+            await sender.send(outgoing(1), confirm=no)
+        assert handler.received == []
+        result = await sender.send(outgoing(2), confirm=yes)
+        await sender.aclose()
+    assert asked == [1]
+    assert result.response.startswith("250")
+    assert [b"INV-2" in data for _, _, data in handler.received] == [True]
+    # the envelope was reset, not the connection: the second message used the same one
+    assert sender.connections_opened == 1
+    assert len(handler.peers) == 1
 
 
 async def test_connections_idle_too_long_are_not_reused() -> None:

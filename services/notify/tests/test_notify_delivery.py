@@ -40,6 +40,7 @@ from notify_kit import (
     text_of,
     wrap,
 )
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
@@ -241,6 +242,101 @@ async def test_a_reminder_for_an_invoice_paid_a_moment_earlier_is_not_sent(
     assert skipped.reason is not None
     assert "per invoice API" in skipped.reason
     assert "paid" in skipped.reason
+
+
+class PaysAfterTheFirstLook:
+    """The real invoice service as the last look, with the race made certain: right after
+    the sender's first look found the invoice owed, its payment is posted and committed."""
+
+    def __init__(self, client: httpx.AsyncClient, payment: dict[str, object]) -> None:
+        self.real = last_look_for(client)
+        self.client = client
+        self.payment: dict[str, object] | None = payment
+        self.answers: list[dict[str, InvoiceState]] = []
+
+    async def states(self, invoice_ids: list[str]) -> dict[str, InvoiceState]:  # type: ignore[override]
+        answer = await self.real.states(invoice_ids)
+        self.answers.append(answer)
+        if self.payment is not None:
+            paid = await self.client.post("/v1/payments", json=self.payment)
+            assert paid.status_code == 201, paid.text
+            self.payment = None
+        return answer
+
+
+async def test_a_payment_after_the_last_look_withdraws_the_reminder_inside_the_smtp_transaction(
+    maker: async_sessionmaker[AsyncSession],
+    notify_settings: Settings,
+    catcher: Catcher,
+    invoice_app: FastAPI,
+    invoice_client: httpx.AsyncClient,
+) -> None:
+    resp = await invoice_client.post(
+        "/v1/customers",
+        json={
+            "name": "Just In Time GmbH",
+            "currency": "EUR",
+            "country": "DE",
+            "timezone": "Europe/Berlin",
+            "contacts": [{"name": "AP", "email": "ap-jit@acme.example", "role": "billing"}],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["id"]
+    r = await invoice_client.post(
+        "/v1/invoices",
+        json={
+            "customer_id": cid,
+            "number": f"JIT-{cid[-6:]}",
+            "issue_date": "2026-10-01",
+            "due_date": "2026-10-31",
+            "currency": "EUR",
+            "total": 700_00,
+        },
+    )
+    assert r.status_code == 201, r.text
+    invoice_id = r.json()["id"]
+    known = await events_from_invoice_outbox(invoice_app)
+    await apply_events(maker, *[e for e in known if e.key == cid])
+    issued = [e.event() for e in known if e.type == "invoice.issued.v1" and e.key == cid]
+    await apply_events(maker, reminder(issued))  # type: ignore[arg-type]
+    look = PaysAfterTheFirstLook(
+        invoice_client,
+        {
+            "customer_id": cid,
+            "amount": 700_00,
+            "currency": "EUR",
+            "method": "wire",
+            "received_at": "2026-11-01",
+            "allocations": [{"invoice_id": invoice_id, "amount": 700_00}],
+        },
+    )
+    sender = make_sender(notify_settings, look, maker)
+    await drain(sender)
+
+    # The first look said owed; the payment committed; the second look, asked with the SMTP
+    # envelope open, saw it and the envelope was reset: no message data ever went out.
+    assert look.answers[0][invoice_id].owed
+    assert not look.answers[1][invoice_id].owed
+    [msg] = await messages(maker, kind="reminder")
+    assert mails_for(catcher, [msg]) == []
+    assert msg.status == "skipped", msg
+    assert msg.reason is not None
+    assert "paid" in msg.reason
+    assert msg.attempts == 1  # the withdrawal was not a failed attempt
+    async with maker() as session:
+        outcomes = (
+            await session.execute(
+                text(
+                    "SELECT outcome, response FROM delivery_attempt WHERE message_id = :m "
+                    "ORDER BY id"
+                ),
+                {"m": msg.id},
+            )
+        ).all()
+    assert [o for o, _ in outcomes] == ["deferred", "skipped"], outcomes
+    assert "withdrawn before the send" in outcomes[0][1]
+    assert "changed at the last moment" in outcomes[0][1]
 
 
 async def test_a_reminder_for_what_notify_already_knows_is_paid_or_disputed_is_skipped(

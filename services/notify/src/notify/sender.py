@@ -42,7 +42,14 @@ from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from notify.channels.email import Attachment, OutgoingEmail, SendError, SmtpSender
+from notify.channels.email import (
+    Attachment,
+    Confirm,
+    OutgoingEmail,
+    SendError,
+    SmtpSender,
+    Withdrawn,
+)
 from notify.channels.sms import InvalidPhone, SmsError, SmsProvider, quiet_until, to_e164
 from notify.channels.webhooks import TargetRefused, WebhookError, WebhookSender, backoff
 from notify.compose import (
@@ -388,6 +395,9 @@ class Sender:
                 log.info("sender.reminder_skipped", message_id=message.id, reason=reasons)
                 return Outcome("skipped", reason=f"nothing left to remind about - {reasons}")
             views = reminder_views(message, loaded.invoices, owed, today)
+            confirm = self._still_owed(owed)
+        else:
+            confirm = None
 
         # A bug upstream must not flood a customer.
         limit = (
@@ -407,14 +417,45 @@ class Sender:
         if message.kind == "alert":
             return await self._alert(loaded, customer)
         if message.channel == "sms":
-            return await self._sms(loaded, customer, views, now)
-        return await self._email(loaded, customer, views)
+            return await self._sms(loaded, customer, views, now, confirm)
+        return await self._email(loaded, customer, views, confirm)
+
+    def _still_owed(self, owed: dict[str, int]) -> Confirm:
+        """The reminder's second last look, asked by the channel at the last moment (inside
+        the SMTP transaction, right before the data): a payment that committed after the first
+        look but before the message leaves still stops it. Any change - paid, disputed, a
+        partial payment that makes the stated balance wrong - withdraws the message; the next
+        pass looks again from the start and skips it or sends what is still owed."""
+
+        async def confirm() -> str | None:
+            try:
+                states = await self.last_look.states(list(owed))
+            except LastLookUnavailable as exc:
+                return f"last look unavailable: {exc}"
+            changed = [
+                f"{i}: {s.status} (balance {s.balance}) per invoice API"
+                for i, s in sorted(states.items())
+                if not s.owed or s.balance != owed[i]
+            ]
+            return "changed at the last moment - " + "; ".join(changed) if changed else None
+
+        return confirm
+
+    @staticmethod
+    def _withdrawn(reason: str, now: dt.datetime) -> Outcome:
+        # Not a failed attempt: looked at again in the next pass, from the start.
+        log.info("sender.withdrawn", reason=reason)
+        return Outcome("defer", reason=f"withdrawn before the send: {reason}", not_before=now)
 
     def _header_message_id(self, message: Message) -> str:
         return f"<{message.id}@{self.settings.message_id_domain}>"
 
     async def _email(
-        self, loaded: Loaded, customer: CustomerProjection, views: list[Any]
+        self,
+        loaded: Loaded,
+        customer: CustomerProjection,
+        views: list[Any],
+        confirm: Confirm | None = None,
     ) -> Outcome:
         message = loaded.message
         contacts = contacts_for(customer, message, channel="email", opted_out=loaded.opted_out)
@@ -481,7 +522,7 @@ class Sender:
             attachments=attachments,
             headers=headers,
         )
-        return await self._smtp(message, mail, recipients, rendered)
+        return await self._smtp(message, mail, recipients, rendered, confirm)
 
     async def _alert(self, loaded: Loaded, customer: CustomerProjection) -> Outcome:
         message = loaded.message
@@ -524,7 +565,12 @@ class Sender:
         return await self._smtp(message, mail, [recipient], rendered)
 
     async def _smtp(
-        self, message: Message, mail: OutgoingEmail, recipients: list[Recipient], rendered: Rendered
+        self,
+        message: Message,
+        mail: OutgoingEmail,
+        recipients: list[Recipient],
+        rendered: Rendered,
+        confirm: Confirm | None = None,
     ) -> Outcome:
         by_address = {r.address.lower(): r for r in recipients}
         try:
@@ -537,7 +583,9 @@ class Sender:
                     "smtp.recipient_count": len(mail.to) + len(mail.cc),
                 },
             ):
-                result = await self.email.send(mail)
+                result = await self.email.send(mail, confirm=confirm)
+        except Withdrawn as exc:
+            return self._withdrawn(exc.reason, self.now())
         except SendError as exc:
             undeliverable = {
                 r.contact_id: f"{code} {text_}"
@@ -583,7 +631,12 @@ class Sender:
         )
 
     async def _sms(
-        self, loaded: Loaded, customer: CustomerProjection, views: list[Any], now: dt.datetime
+        self,
+        loaded: Loaded,
+        customer: CustomerProjection,
+        views: list[Any],
+        now: dt.datetime,
+        confirm: Confirm | None = None,
     ) -> Outcome:
         message = loaded.message
         quiet = quiet_until(
@@ -634,6 +687,8 @@ class Sender:
             return Outcome(
                 "failed", reason=f"template: {exc}", alert=f"An SMS could not be rendered: {exc}."
             )
+        if confirm is not None and (withdraw := await confirm()) is not None:
+            return self._withdrawn(withdraw, self.now())
         answers: list[str] = []
         for r in recipients:
             try:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["Attachment", "OutgoingEmail", "SendError", "SendResult"]
+__all__ = ["Attachment", "Confirm", "OutgoingEmail", "SendError", "SendResult", "Withdrawn"]
+
+
+#: Asked at the last moment before a message is committed to the channel (for SMTP: the
+#: envelope accepted, the data not yet sent). None: go on; a sentence: withdraw the message.
+Confirm = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -71,3 +77,12 @@ class SendError(Exception):
         self.code = code
         self.refused = refused or {}
         self.uncertain = uncertain
+
+
+class Withdrawn(Exception):
+    """The confirmation said no at the last moment: nothing was sent (the SMTP envelope was
+    reset before the data)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

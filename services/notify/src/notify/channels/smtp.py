@@ -33,7 +33,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from notify.channels.message import OutgoingEmail, SendError, SendResult
+from notify.channels.message import Confirm, OutgoingEmail, SendError, SendResult, Withdrawn
 from notify.channels.mime import build_message
 
 __all__ = ["SmtpSender"]
@@ -155,8 +155,13 @@ class SmtpSender:
         """The message as sent: text and HTML alternatives, attachments, ids and headers."""
         return build_message(mail)
 
-    async def send(self, mail: OutgoingEmail) -> SendResult:
-        """One delivery attempt. Raises SendError when no recipient accepted the message."""
+    async def send(self, mail: OutgoingEmail, *, confirm: Confirm | None = None) -> SendResult:
+        """One delivery attempt. Raises SendError when no recipient accepted the message.
+
+        `confirm` is awaited once the envelope is accepted and before the message data goes
+        out; a reason from it resets the envelope and raises Withdrawn (nothing was sent).
+        Asking there, not before the connection is taken, leaves only the data transfer
+        between the caller's last check and the message leaving."""
         if self._closed:
             raise RuntimeError("SmtpSender is closed")
         recipients = mail.recipients
@@ -170,7 +175,7 @@ class SmtpSender:
             smtp, reused = await self._checkout()
             try:
                 try:
-                    result = await self._transaction(smtp, recipients, message)
+                    result = await self._transaction(smtp, recipients, message, confirm)
                 except _Dropped:
                     if not reused:
                         raise
@@ -178,8 +183,8 @@ class SmtpSender:
                     # its per-connection limit): one fresh try on a new connection.
                     smtp.close()
                     smtp = await self._open()
-                    result = await self._transaction(smtp, recipients, message)
-            except SendError:
+                    result = await self._transaction(smtp, recipients, message, confirm)
+            except (SendError, Withdrawn):
                 self._checkin(smtp)  # reset or closed already: safe to pool
                 raise
             except BaseException:
@@ -267,7 +272,9 @@ class SmtpSender:
         except (SMTPException, OSError):
             smtp.close()
 
-    async def _transaction(self, smtp: SMTP, recipients: list[str], message: bytes) -> SendResult:
+    async def _transaction(
+        self, smtp: SMTP, recipients: list[str], message: bytes, confirm: Confirm | None
+    ) -> SendResult:
         options = [f"SIZE={len(message)}"] if smtp.supports_extension("size") else []
         try:
             await smtp.mail(self.from_addr, options=options)
@@ -302,6 +309,15 @@ class SmtpSender:
                 code=codes[0],
                 refused=refused,
             )
+        if confirm is not None:
+            try:
+                reason = await confirm()
+            except BaseException:
+                await self._rset(smtp)
+                raise
+            if reason is not None:
+                await self._rset(smtp)
+                raise Withdrawn(reason)
         if not smtp.is_connected:
             raise _Dropped("connection lost before the message data")
         try:
