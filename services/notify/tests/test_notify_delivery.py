@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+from typing import Any
 
 import httpx
 import pytest
@@ -161,6 +162,40 @@ async def test_a_reminder_lists_every_invoice_with_reply_links_in_its_tone(
     assert "reason=cash_flow" in body
 
 
+async def _customer_with_invoices(
+    client: httpx.AsyncClient, name: str, email_: str, prefix: str, totals: list[int]
+) -> tuple[str, list[dict[str, Any]]]:
+    """A German customer and its invoices, created in the real invoice service."""
+    resp = await client.post(
+        "/v1/customers",
+        json={
+            "name": name,
+            "currency": "EUR",
+            "country": "DE",
+            "timezone": "Europe/Berlin",
+            "contacts": [{"name": "AP", "email": email_, "role": "billing"}],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["id"]
+    invoices = []
+    for n, total in enumerate(totals):
+        r = await client.post(
+            "/v1/invoices",
+            json={
+                "customer_id": cid,
+                "number": f"{prefix}-{cid[-6:]}-{n}",
+                "issue_date": "2026-10-01",
+                "due_date": "2026-10-31",
+                "currency": "EUR",
+                "total": total,
+            },
+        )
+        assert r.status_code == 201, r.text
+        invoices.append(r.json())
+    return cid, invoices
+
+
 async def test_a_reminder_for_an_invoice_paid_a_moment_earlier_is_not_sent(
     maker: async_sessionmaker[AsyncSession],
     notify_settings: Settings,
@@ -169,33 +204,9 @@ async def test_a_reminder_for_an_invoice_paid_a_moment_earlier_is_not_sent(
     invoice_client: httpx.AsyncClient,
 ) -> None:
     # The real invoice service: a customer and two invoices...
-    resp = await invoice_client.post(
-        "/v1/customers",
-        json={
-            "name": "Paid Promptly Ltd",
-            "currency": "EUR",
-            "country": "DE",
-            "timezone": "Europe/Berlin",
-            "contacts": [{"name": "AP", "email": "ap5@acme.example", "role": "billing"}],
-        },
+    cid, invoices = await _customer_with_invoices(
+        invoice_client, "Paid Promptly Ltd", "ap5@acme.example", "LL", [500_00, 500_00]
     )
-    assert resp.status_code == 201, resp.text
-    cid = resp.json()["id"]
-    invoices = []
-    for n in range(2):
-        r = await invoice_client.post(
-            "/v1/invoices",
-            json={
-                "customer_id": cid,
-                "number": f"LL-{cid[-6:]}-{n}",
-                "issue_date": "2026-10-01",
-                "due_date": "2026-10-31",
-                "currency": "EUR",
-                "total": 500_00,
-            },
-        )
-        assert r.status_code == 201, r.text
-        invoices.append(r.json())
     known = await events_from_invoice_outbox(invoice_app)
     await apply_events(maker, *[e for e in known if e.key == cid])
     # ...dunning decides a reminder for both; then the first is paid in the same second, and
@@ -271,31 +282,10 @@ async def test_a_payment_after_the_last_look_withdraws_the_reminder_inside_the_s
     invoice_app: FastAPI,
     invoice_client: httpx.AsyncClient,
 ) -> None:
-    resp = await invoice_client.post(
-        "/v1/customers",
-        json={
-            "name": "Just In Time GmbH",
-            "currency": "EUR",
-            "country": "DE",
-            "timezone": "Europe/Berlin",
-            "contacts": [{"name": "AP", "email": "ap-jit@acme.example", "role": "billing"}],
-        },
+    cid, [inv] = await _customer_with_invoices(
+        invoice_client, "Just In Time GmbH", "ap-jit@acme.example", "JIT", [700_00]
     )
-    assert resp.status_code == 201, resp.text
-    cid = resp.json()["id"]
-    r = await invoice_client.post(
-        "/v1/invoices",
-        json={
-            "customer_id": cid,
-            "number": f"JIT-{cid[-6:]}",
-            "issue_date": "2026-10-01",
-            "due_date": "2026-10-31",
-            "currency": "EUR",
-            "total": 700_00,
-        },
-    )
-    assert r.status_code == 201, r.text
-    invoice_id = r.json()["id"]
+    invoice_id = inv["id"]
     known = await events_from_invoice_outbox(invoice_app)
     await apply_events(maker, *[e for e in known if e.key == cid])
     issued = [e.event() for e in known if e.type == "invoice.issued.v1" and e.key == cid]
