@@ -186,6 +186,35 @@ def service_processes(root_pid: int) -> dict[str, list[int]]:
     return found
 
 
+def cpu_by_role(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every process under the stack, by role:
+    `invoice api`, ... for service processes, else the executable's name (postgres, tansu,
+    the catcher's python), plus this process (`load generator`)."""
+    roles = {pid: name for name, pids in service_processes(root_pid).items() for pid in pids}
+    children: dict[int, list[int]] = defaultdict(list)
+    stats: dict[int, tuple[str, float]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                raw = (d / "stat").read_text()
+                comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+                fields = raw.rsplit(")", 1)[1].split()
+                children[int(fields[1])].append(int(d.name))
+                ticks = int(fields[11]) + int(fields[12])
+                stats[int(d.name)] = (comm, ticks / os.sysconf("SC_CLK_TCK"))
+    used: dict[str, float] = defaultdict(float)
+    todo = [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if pid in stats:
+            comm, seconds = stats[pid]
+            used[roles.get(pid, "postgres" if comm.startswith("postgres") else comm)] += seconds
+    if os.getpid() in stats:
+        used["load generator"] += stats[os.getpid()][1]
+    return dict(used)
+
+
 def rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
@@ -527,6 +556,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
 
             samples: list[Sample] = []
             stop = asyncio.Event()
+            cpu_before = cpu_by_role(stack.proc.pid)
             t0 = time.monotonic()
             mon = asyncio.create_task(monitor(stack, pools, samples, stop, t0))
             console.print(
@@ -554,6 +584,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 ),
             )
             load_end = time.monotonic() - t0
+            cpu_after = cpu_by_role(stack.proc.pid)
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
             console.print(
                 f"load ended after {load_end:.0f} s; waiting for lag and outboxes to drain"
             )
@@ -580,7 +612,16 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 )
             )
         return report(
-            args, console, ceiling, streams, samples, load_end, drained_at, checks, sender_backlog
+            args,
+            console,
+            ceiling,
+            streams,
+            samples,
+            load_end,
+            drained_at,
+            checks,
+            sender_backlog,
+            cpu,
         )
     finally:
         for pool in pools.values():
@@ -598,6 +639,7 @@ def report(
     drained_at: float | None,
     checks: dict[str, int],
     sender_backlog: int,
+    cpu: dict[str, float],
 ) -> int:
     rows: list[Row] = []
     ok_all = True
@@ -691,6 +733,13 @@ def report(
         "notify messages still pending or sending at the end (mail to the local catcher):"
         f" {sender_backlog:,}",
         "per-process peak RSS: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(peak_rss.items())),
+        f"where the two cores went during the load, in cores (1.00 = one core busy all"
+        f" {load_end:.0f} s): "
+        + ", ".join(
+            f"{k} {v / load_end:.2f}"
+            for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+            if v / load_end >= 0.005
+        ),
     ]
     print_table(console, "duewise under a steady mixed load", rows, notes)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
