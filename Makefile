@@ -30,7 +30,7 @@ demo: $(VENV)/.synced  ## the demo book and UI users, into the stack `make run` 
 	$(BIN)/duewise-dev seed
 
 test: $(VENV)/.synced lint typecheck browser  ## lint, types, then every test against real services
-	$(BIN)/pytest --cov  # coverage floor: [tool.coverage.report] fail_under
+	$(BIN)/pytest --cov --durations=25  # coverage floor: [tool.coverage.report] fail_under
 
 # The collector UI's tests drive Debian's Chromium with Playwright (Playwright's own browser
 # download cannot work offline); install it from the distribution when it is missing.
