@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ from rich.console import Console
 
 from bench import bulk_import
 from bench.ceilings import Ceiling, copy_ceiling, produce_ceiling
-from bench.cpu import CpuMeter, share
+from bench.cpu import CpuMeter, share, tree_cpu
 from bench.load import Job, Result
 from bench.outbox import wait_drained
 from bench.report import Row, machine, markdown, now_utc, pct, print_table, verdict
@@ -65,6 +66,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="API and relay under cProfile (slower); .prof files in DIR")  # fmt: skip
+    p.add_argument("--cpu-per-request", type=int, metavar="N", default=0,
+                   help="only measure the API's CPU ms per POST /v1/invoices and per POST "
+                        "/v1/payments: N of each, closed loop at --concurrency")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -136,6 +140,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 "postgres": stack.postgres_pid(), "tansu": stack.broker_pid(),
             }  # fmt: skip
 
+            if args.cpu_per_request:
+                customers = await _create_customers(stack, args.customers)
+                api_pid = stack.process_pids()["invoice-api"]
+                await cpu_per_request(stack, customers, api_pid, args, console, log)
+                return 0
             log(f"COPY ceiling: {args.copy_rows:,} rows x3")
             copy = await copy_ceiling(stack.invoice_db_url, rows=args.copy_rows)
             log(f"  {copy.rate:,.0f} rows/s (runs: {_runs(copy)})")
@@ -252,6 +261,88 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     shown = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
     console.print(f"\nwritten to {shown}")
     return 0
+
+
+async def cpu_per_request(
+    stack: Stack,
+    customers: list[str],
+    api_pid: int,
+    args: argparse.Namespace,
+    console: Console,
+    log: Log,
+) -> None:
+    """CPU ms of the API process per POST /v1/invoices and per POST /v1/payments.
+
+    CPU per request, not requests/s, is the figure that survives a busy 2-core machine: the
+    requests are sent closed loop at `--concurrency` from this process (not metered), each
+    with an Idempotency-Key; a payment pays one of the invoices just issued in full with an
+    explicit allocation, as bench.load_mix does. A warm-up of N/10 of each runs unmetered.
+    """
+    n, conc = args.cpu_per_request, args.concurrency
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+    today = dt.date.today().isoformat()
+    issued: list[tuple[str, str, int]] = []  # (invoice id, customer id, total)
+
+    def invoice_body(i: int) -> dict[str, Any]:
+        lines = [
+            {
+                "description": f"Item {k}",
+                "quantity": 1 + (i + k) % 9,
+                "unit_price": 100 + (i * 7919 + k) % 250_000,
+            }
+            for k in range(1 + i % 3)
+        ]
+        return {"customer_id": customers[i % len(customers)], "number": f"CPU-{i}",
+                "issue_date": today, "currency": "EUR", "lines": lines}  # fmt: skip
+
+    async def post_invoice(http: httpx.AsyncClient, i: int) -> None:
+        r = await http.post("/v1/invoices", json=invoice_body(i),
+                            headers={"Idempotency-Key": f"cpu-i-{i}"})  # fmt: skip
+        if r.status_code != 201:
+            raise RuntimeError(f"POST /v1/invoices -> {r.status_code}: {r.text[:300]}")
+        body = r.json()
+        issued.append((body["id"], body["customer_id"], body["total"]))
+
+    async def post_payment(http: httpx.AsyncClient, i: int) -> None:
+        inv, cust, total = issued[i]
+        body = {"customer_id": cust, "external_id": f"cpu-p-{i}", "amount": total,
+                "currency": "EUR", "method": "ach", "received_at": today,
+                "allocations": [{"invoice_id": inv, "amount": total}]}  # fmt: skip
+        r = await http.post("/v1/payments", json=body, headers={"Idempotency-Key": f"cpu-p-{i}"})
+        if r.status_code != 201:
+            raise RuntimeError(f"POST /v1/payments -> {r.status_code}: {r.text[:300]}")
+
+    async def phase(
+        http: httpx.AsyncClient, send: Any, first: int, count: int
+    ) -> tuple[float, float]:
+        todo = iter(range(first, first + count))
+        cpu0, t0 = tree_cpu(api_pid), time.perf_counter()
+
+        async def worker() -> None:
+            for i in todo:
+                await send(http, i)
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return tree_cpu(api_pid) - cpu0, time.perf_counter() - t0
+
+    warm = max(n // 10, conc)
+    results: dict[str, tuple[float, float]] = {}
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=headers, limits=limits, timeout=30
+    ) as http:
+        log(f"warm-up: {warm} invoices, {warm} payments")
+        await phase(http, post_invoice, 0, warm)
+        await phase(http, post_payment, 0, warm)
+        log(f"POST /v1/invoices x {n}, concurrency {conc}")
+        results["POST /v1/invoices"] = await phase(http, post_invoice, warm, n)
+        log(f"POST /v1/payments x {n}, concurrency {conc}")
+        results["POST /v1/payments"] = await phase(http, post_payment, warm, n)
+    for what, (cpu_s, wall_s) in results.items():
+        console.print(
+            f"{what}: {cpu_s / n * 1000:.2f} CPU ms per request in the API process "
+            f"({n} requests, {n / wall_s:.0f} req/s wall, API {cpu_s / wall_s:.2f} cores)"
+        )
 
 
 def _abandoned(r: Result) -> str:
