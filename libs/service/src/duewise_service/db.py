@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
@@ -18,9 +20,34 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An asyncpg engine for `url` (postgresql+asyncpg://…), with database spans."""
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+class PoolSettings(BaseSettings):
+    """The connection pool's wait, the same for every service (env DUEWISE_DB_POOL_TIMEOUT_S)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # SQLAlchemy's default is 30 s: under overload every request then queues for half a
+    # minute before its 503, and the queue only grows. A short wait sheds load instead.
+    db_pool_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias=AliasChoices("DUEWISE_DB_POOL_TIMEOUT_S", "db_pool_timeout_s"),
+        description="seconds a request waits for a free database connection before its 503 "
+        "`overloaded` answer",
+    )
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, pool_timeout_s: float | None = None
+) -> AsyncEngine:
+    """An asyncpg engine for `url` (postgresql+asyncpg://…), with database spans.
+
+    `pool_timeout_s` (default: DUEWISE_DB_POOL_TIMEOUT_S) bounds the wait for a connection
+    when all of them are busy; then the pool raises and the service answers 503 `overloaded`.
+    """
+    timeout = pool_timeout_s if pool_timeout_s is not None else PoolSettings().db_pool_timeout_s
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=timeout
+    )
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
     event.listen(engine.sync_engine, "handle_error", _discard_broken_connection)
     return engine
