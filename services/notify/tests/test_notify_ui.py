@@ -294,8 +294,14 @@ async def test_a_service_that_is_down_is_a_sentence_not_a_stack_trace(ui_stack: 
         assert (await sign_in(c, "carol")).status_code == 303
         page = await c.get(f"/customers/{acme}")
         assert page.status_code == 200  # the invoice side still shows
-        assert "The dunning service cannot be reached right now." in page.text
-        assert "The risk service cannot be reached right now." in page.text
+        assert (
+            "The dunning stage could not be loaded: the dunning service cannot be reached right "
+            "now. Reload to try again."
+        ) in page.text
+        assert (
+            "The risk score could not be loaded: the risk service cannot be reached right now. "
+            "Reload to try again."
+        ) in page.text
         assert "A-1001" in page.text
         worklist = await c.get("/")
         assert "The risk service cannot be reached right now." in worklist.text

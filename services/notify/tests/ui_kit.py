@@ -168,6 +168,51 @@ class UiStack:
                             await apply_event(s, event, r.event_id, DEFAULT)
 
 
+@contextlib.asynccontextmanager
+async def frozen_service() -> AsyncIterator[str]:
+    """The URL of a service that is up but does not answer: it accepts connections and reads
+    requests, and never writes a byte (what a saturated or SIGSTOPped process looks like to a
+    client whose connection the kernel accepted)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def ui_against(
+    stack: UiStack, *, invoice: str | None = None, dunning: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second notify app on the stack's database whose UI calls `invoice` and
+    `dunning` at the URLs given instead of the stack's (the rest as in the stack)."""
+    settings = stack.settings.model_copy(
+        update={"invoice_api_url": invoice or stack.settings.invoice_api_url}
+    )
+    ui = stack.ui.model_copy(update={"dunning_api_url": dunning or stack.ui.dunning_api_url})
+    app = create_app(settings)
+    install_ui(app, settings, ui)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ui", timeout=30
+        ) as client,
+    ):
+        yield client
+
+
 def catch_mail(
     stack: UiStack, to: str, subject: str, html: str, attachment: bytes | None = None
 ) -> int:

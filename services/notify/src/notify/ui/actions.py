@@ -91,7 +91,7 @@ async def open_dispute(request: Request, customer_id: str, user: CurrentUser) ->
     """Open a dispute on one of the customer's invoices."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     invoice = await _customer_invoice(api, customer_id, _text(form, "invoice_id"))
     reason = _text(form, "reason")
     if invoice is None:
@@ -117,7 +117,7 @@ async def resolve_dispute(
     """Resolve one of the customer's disputes, with an outcome and an optional credit."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    customer = await _owned_customer(api, customer_id)
+    customer = await _owned_customer(request, api, customer_id)
     dispute = (
         await api.get_or_none("invoice", f"/v1/disputes/{dispute_id}")
         if SAFE_ID.match(dispute_id)
@@ -154,7 +154,7 @@ async def pause_dunning(request: Request, customer_id: str, user: CurrentUser) -
     """Stop dunning for the customer (or one invoice) with a reason, until a resume date."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    customer = await _owned_customer(api, customer_id)
+    customer = await _owned_customer(request, api, customer_id)
     reason = _text(form, "reason")
     target = _text(form, "target") or "customer"
     try:
@@ -192,7 +192,7 @@ async def resume_dunning(
     """Lift a pause made here for this customer (dunning plans its next steps again)."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     try:
         in_force = await api.all_pages(
             "dunning", "/v1/pauses", {"customer_id": customer_id, "active": "true"}
@@ -228,7 +228,7 @@ async def _hold(request: Request, customer_id: str, user: SignedIn, *, release: 
     """Place or release the customer's credit hold, with a reason."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     reason = _text(form, "reason")
     if not reason:
         return await _refuse(request, user, customer_id, "Give a reason for the credit hold.")
@@ -264,7 +264,7 @@ async def preview_message(request: Request, customer_id: str, user: CurrentUser)
     """Render the message as the customer would receive it (notify's previews), unsent."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     message = _message_form(form)
     if not message["body"]:
         return await _refuse(
@@ -305,7 +305,7 @@ async def send_message(request: Request, customer_id: str, user: CurrentUser) ->
     """Queue the previewed message with notify (its sender delivers it)."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     message = _message_form(form)
     if not message["body"]:
         return await _refuse(
@@ -355,7 +355,7 @@ async def save_contacts(request: Request, customer_id: str, user: CurrentUser) -
     """Replace the customer's contacts (fix the billing contact's address, or who it is)."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     contacts = contacts_from(form)
     if not any(c["role"] == "billing" for c in contacts):
         return await _refuse(request, user, customer_id, "Keep one contact as the billing contact.")

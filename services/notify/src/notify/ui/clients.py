@@ -25,12 +25,26 @@ MAX_PAGES = 50
 class ServiceError(Exception):
     """A call to another service failed; `sentence` is what the user is shown."""
 
-    def __init__(self, sentence: str, status: int = 502, details: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        sentence: str,
+        status: int = 502,
+        details: list[str] | None = None,
+        *,
+        why: str | None = None,
+        unavailable: bool = False,
+    ) -> None:
         super().__init__(sentence)
         self.sentence = sentence
         self.status = status
         #: Each field the service refused, as "field: why" (from the problem's `errors`).
         self.details = details or []
+        #: The cause as a clause ("the invoice service did not answer within 2 s"), for a
+        #: page that says which of its sections is missing and why.
+        self.why = why or sentence[:1].lower() + sentence[1:].rstrip(".")
+        #: The service did not answer, or answered 5xx or 429: nothing says the record is not
+        #: there or not the user's, so a page may go on with what the other services said.
+        self.unavailable = unavailable
 
 
 def _detail(response: httpx.Response) -> str:
@@ -70,9 +84,17 @@ def error_for(service: str, response: httpx.Response) -> ServiceError:
         why = f": {detail}" if detail else ""
         return ServiceError(f"The {service} service refused it{why}.", 422, _field_errors(response))
     if code == 429:
-        return ServiceError(f"The {service} service is busy; try again in a minute.", 503)
+        return ServiceError(
+            f"The {service} service is busy; try again in a minute.",
+            503,
+            why=f"the {service} service is busy",
+            unavailable=True,
+        )
     return ServiceError(
-        f"The {service} service had a problem (HTTP {code}); nothing was changed here.", 502
+        f"The {service} service had a problem (HTTP {code}); nothing was changed here.",
+        502,
+        why=f"the {service} service had a problem (HTTP {code})",
+        unavailable=code >= 500,
     )
 
 
@@ -126,13 +148,29 @@ class Api:
                 return await client.request(
                     method, base + path, params=params, json=json, headers=all_headers
                 )
-            return await client.request(
-                method, base + path, params=params, json=json, headers=all_headers, timeout=wait_s
-            )
-        except httpx.TimeoutException as exc:
-            raise ServiceError(f"The {service} service did not answer in time; try again.") from exc
+            # httpx's timeout bounds each phase (pool, connect, each read): a service that
+            # trickles its answer, or a pool that frees slowly, could take many times
+            # `wait_s`. The whole call, queueing for a connection included, gets `wait_s`.
+            async with asyncio.timeout(wait_s):
+                return await client.request(
+                    method,
+                    base + path,
+                    params=params,
+                    json=json,
+                    headers=all_headers,
+                    timeout=wait_s,
+                )
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            within = f"within {wait_s:g} s" if wait_s is not None else "in time"
+            raise ServiceError(
+                f"The {service} service did not answer {within}; try again.",
+                why=f"the {service} service did not answer {within}",
+                unavailable=True,
+            ) from exc
         except httpx.HTTPError as exc:
-            raise ServiceError(f"The {service} service cannot be reached right now.") from exc
+            raise ServiceError(
+                f"The {service} service cannot be reached right now.", unavailable=True
+            ) from exc
 
     async def get(
         self,
@@ -149,10 +187,14 @@ class Api:
         return response.json()
 
     async def get_or_none(
-        self, service: str, path: str, params: Mapping[str, Any] | None = None
+        self,
+        service: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        wait_s: float | None = None,
     ) -> Any:
         """Like `get`, but None when the service does not know the record (404)."""
-        response = await self._send(service, "GET", path, params=params)
+        response = await self._send(service, "GET", path, params=params, wait_s=wait_s)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -160,14 +202,18 @@ class Api:
         return response.json()
 
     async def pages(
-        self, service: str, path: str, params: Mapping[str, Any] | None = None
+        self,
+        service: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        wait_s: float | None = None,
     ) -> tuple[list[Any], bool]:
-        """The items of a paginated list (following `next_cursor`, at most MAX_PAGES pages)
-        and whether that was all of them."""
+        """The items of a paginated list (following `next_cursor`, at most MAX_PAGES pages,
+        each within `wait_s` when given) and whether that was all of them."""
         items: list[Any] = []
         query = {**(params or {}), "limit": PAGE_SIZE}
         for _ in range(MAX_PAGES):
-            page = await self.get(service, path, query)
+            page = await self.get(service, path, query, wait_s)
             items.extend(page["items"])
             if not page.get("next_cursor"):
                 return items, True
@@ -175,10 +221,14 @@ class Api:
         return items, False
 
     async def all_pages(
-        self, service: str, path: str, params: Mapping[str, Any] | None = None
+        self,
+        service: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        wait_s: float | None = None,
     ) -> list[Any]:
         """The items of a paginated list (see `pages`)."""
-        items, _ = await self.pages(service, path, params)
+        items, _ = await self.pages(service, path, params, wait_s)
         return items
 
     async def post(

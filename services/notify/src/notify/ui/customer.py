@@ -3,12 +3,16 @@ bounded number of calls (one per list, none per invoice or dispute)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from notify.models import CustomerProjection, InvoiceProjection
 from notify.ui.clients import Api, ServiceError, gather_limited
 from notify.ui.views import (
     SAFE_ID,
@@ -55,6 +59,19 @@ class CustomerPage:
     disputed_elsewhere: list[dict[str, Any]] = field(default_factory=list)
     #: Manual pauses made through the UI and still in force.
     pauses: list[dict[str, Any]] = field(default_factory=list)
+    #: Why a service's part of the page is missing, by service (see `blocked`).
+    down: dict[str, str] = field(default_factory=dict)
+
+    def blocked(self, form: str) -> str | None:
+        """Why `form` cannot be used now (a service it acts with, or is built from, did not
+        answer this page), or None. Such forms are shown disabled with this sentence: sent,
+        they would wait on that service again, and some would act on what is missing (a
+        promise without the invoice list, contacts from notify's copy, a hold whose state is
+        unknown)."""
+        for service in FORM_NEEDS[form]:
+            if service in self.down:
+                return f"Not available right now: {self.down[service]}. Reload to try again."
+        return None
 
     @property
     def billing_contact_id(self) -> str | None:
@@ -67,68 +84,66 @@ class CustomerPage:
         return [i for i in self.invoices if i["status"] in ("open", "partially_paid")]
 
 
-async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> CustomerPage:
-    """Everything the customer page shows; a section whose service failed says so instead."""
+async def customer_page(
+    api: Api, session: AsyncSession, customer_id: str, budget_s: float
+) -> CustomerPage:
+    """Everything the customer page shows; a section whose service failed, or did not answer
+    within `budget_s`, says so instead and the page shows the rest."""
     if not SAFE_ID.match(customer_id):
         raise NotYours(customer_id)
     cid = {"customer_id": customer_id}
-    # One call per service, all at once: the invoice service's and dunning's overviews (each
-    # a consistent snapshot of everything they hold about the customer), risk's score and
-    # signals, notify's messages and responses. The page costs the same however many
-    # invoices, disputes or promises the customer has; nothing shows before may_see says yes.
+    problems: dict[str, str] = {}
+    down: dict[str, str] = {}
+    # One part per service, all at once, each call within the budget: the invoice service's
+    # and dunning's overviews (each a consistent snapshot of everything they hold about the
+    # customer, with the rest of any long list), risk's score and signals, notify's messages
+    # and responses. A saturated service costs the page one budget, never the page itself;
+    # nothing shows before may_see says yes.
     calls = {
-        "invoice": api.get_or_none("invoice", f"/v1/customers/{customer_id}/overview"),
-        "dunning": api.get_or_none("dunning", f"/v1/customers/{customer_id}/overview"),
-        "score": api.get_or_none("risk", f"/v1/customers/{customer_id}/score"),
-        "signals": api.get_or_none("risk", f"/v1/customers/{customer_id}/signals"),
-        "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}),
-        "responses": api.get("notify", "/v1/responses", {**cid, "limit": 200}),
+        "invoice": _invoice_part(api, customer_id, budget_s, problems, down),
+        "dunning": _dunning_part(api, customer_id, budget_s, problems, down),
+        "score": api.get_or_none("risk", f"/v1/customers/{customer_id}/score", None, budget_s),
+        "signals": api.get_or_none("risk", f"/v1/customers/{customer_id}/signals", None, budget_s),
+        "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}, budget_s),
+        "responses": api.get("notify", "/v1/responses", {**cid, "limit": 200}, budget_s),
     }
     results = dict(zip(calls, await gather_limited(calls.values(), limit=len(calls)), strict=True))
-    overview = results.pop("invoice")
-    if isinstance(overview, ServiceError):
-        raise overview
-    if overview is None or not may_see(api.user, overview["customer"]):
+    invoice = results.pop("invoice")
+    got: dict[str, Any]
+    if isinstance(invoice, ServiceError):
+        # Who the customer is and who owns it, from notify's own copy; without one the
+        # customer cannot be told apart from one that is not the user's: the error page.
+        customer = await copy_here(session, customer_id, invoice)
+        problems["customer"] = (
+            f"Customer details are notify's copy from {customer['as_of']:%Y-%m-%d %H:%M} UTC: "
+            f"{invoice.why}. Reload to try again."
+        )
+        _missing(problems, down, "invoice", INVOICE_PARTS, invoice)
+        got = dict.fromkeys(("balance", "aging", *INVOICE_PARTS))
+    elif invoice is None:
         raise NotYours(customer_id)
-    customer: dict[str, Any] = overview["customer"]
-    got: dict[str, Any] = {"balance": overview["balance"], "aging": overview["aging"]}
-    problems: dict[str, str] = {}
-    for name, path in (
-        ("invoices", "/v1/invoices"),
-        ("payments", "/v1/payments"),
-        ("disputes", "/v1/disputes"),
-    ):
-        got[name] = await _the_rest(api, "invoice", path, cid, overview[name], problems, name)
+    else:
+        customer, got = invoice["customer"], invoice
+    if not may_see(api.user, customer):
+        raise NotYours(customer_id)
     dunning = results.pop("dunning")
     if isinstance(dunning, ServiceError):
-        for name in DUNNING_PARTS:
-            problems[name] = dunning.sentence
-            got[name] = None
+        _missing(problems, down, "dunning", DUNNING_PARTS, dunning)
+        got |= dict.fromkeys(DUNNING_PARTS)
     elif dunning is None:  # dunning has not heard of the customer yet: nothing planned
         got |= {"stage": None, "timeline": None, "promises": [], "pauses": []}
     else:
-        got["stage"], got["timeline"] = dunning["stage"], dunning["timeline"]
-        got["promises"] = await _the_rest(
-            api, "dunning", "/v1/promises", cid, dunning["promises"], problems, "promises"
-        )
-        # Dunning's pauses in force (every kind: manual, dispute, promise, in transit).
-        got["pauses"] = await _the_rest(
-            api,
-            "dunning",
-            "/v1/pauses",
-            {**cid, "active": "true"},
-            dunning["pauses"],
-            problems,
-            "pauses",
-        )
+        got |= dunning
     for name, result in results.items():
         if isinstance(result, ServiceError):
-            problems[name] = result.sentence
+            _missing(problems, down, SERVICE_OF[name], (name,), result)
             got[name] = None
         else:
             got[name] = result
     invoices: list[dict[str, Any]] = got["invoices"] or []
     numbers = {i["id"]: i["number"] for i in invoices}
+    if got["invoices"] is None:  # name the invoices in dunning's steps as notify knows them
+        numbers = await numbers_here(session, customer_id)
     today = local_today(customer.get("timezone") or "UTC")
     # When dunning's lists cannot be read, what the audit log says the UI did stands in.
     promises = merge_promises(await promises_recorded(session, [customer_id]), got["promises"])
@@ -182,11 +197,163 @@ async def customer_page(api: Api, session: AsyncSession, customer_id: str) -> Cu
         disputes=disputes,
         disputed_elsewhere=disputed_elsewhere,
         pauses=open_pauses(done, today) if in_force is None else in_force,
+        down=down,
     )
 
 
-#: The sections that come from dunning's overview (each says so when dunning cannot be read).
+#: The services each form of the page acts with or is built from. Logging a response and
+#: sending a message need notify alone: they stay usable whatever else is down.
+FORM_NEEDS: dict[str, tuple[str, ...]] = {
+    "promise": ("invoice", "dunning"),
+    "dispute": ("invoice",),
+    "pause": ("dunning",),
+    "hold": ("dunning",),
+    "contacts": ("invoice",),
+}
+
+
+#: The sections that come from each overview (each says so when its service cannot be read).
+INVOICE_PARTS = ("balance", "invoices", "payments", "disputes")
 DUNNING_PARTS = ("stage", "timeline", "promises", "pauses")
+#: The service behind each of the page's other sections.
+SERVICE_OF = {"score": "risk", "signals": "risk", "messages": "notify", "responses": "notify"}
+#: What each section is called in the sentence that stands in for it.
+SECTIONS = {
+    "balance": "The balance and aging",
+    "invoices": "Invoices",
+    "payments": "Payments",
+    "disputes": "Disputes",
+    "stage": "The dunning stage",
+    "timeline": "What fires next",
+    "promises": "Promises to pay",
+    "pauses": "Pauses",
+    "score": "The risk score",
+    "signals": "Warning signs",
+    "messages": "Messages",
+    "responses": "Responses",
+}
+
+
+def _missing(
+    problems: dict[str, str],
+    down: dict[str, str],
+    service: str,
+    parts: tuple[str, ...],
+    exc: ServiceError,
+) -> None:
+    """Each section in `parts` says it could not be loaded and why; the forms that act with
+    `service` say it too (see CustomerPage.blocked)."""
+    for name in parts:
+        problems[name] = f"{SECTIONS[name]} could not be loaded: {exc.why}. Reload to try again."
+    down.setdefault(service, exc.why)
+
+
+async def copy_here(
+    session: AsyncSession, customer_id: str, failed: ServiceError
+) -> dict[str, Any]:
+    """The customer as notify last heard of it (its projection of the invoice service's
+    customer events): enough to tell whose customer it is and to reach its contacts while
+    the invoice service does not answer. `failed` is raised when that is not enough: the
+    service refused rather than failed (a 403 says nothing about availability), or notify
+    has not heard of the customer."""
+    row = await session.get(CustomerProjection, customer_id) if failed.unavailable else None
+    if row is None:
+        raise failed
+    return {
+        "id": row.id,
+        "name": row.name,
+        "currency": row.currency,
+        "timezone": row.timezone,
+        "country": row.country,
+        "locale": row.locale,
+        "owner": row.owner,
+        "contacts": row.contacts,
+        "as_of": row.updated_at,
+    }
+
+
+async def numbers_here(session: AsyncSession, customer_id: str) -> dict[str, str]:
+    """The customer's invoice numbers by id, from notify's own copy: labels only (no balance
+    or status is shown from it), for when the invoice service does not answer."""
+    rows = await session.execute(
+        select(col(InvoiceProjection.id), col(InvoiceProjection.number)).where(
+            col(InvoiceProjection.customer_id) == customer_id
+        )
+    )
+    return {r.id: r.number for r in rows}
+
+
+async def _invoice_part(
+    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
+) -> dict[str, Any] | None:
+    """The invoice service's overview, with the rest of any list longer than its first page;
+    None when the service does not know the customer."""
+    overview = await api.get_or_none(
+        "invoice", f"/v1/customers/{customer_id}/overview", None, budget_s
+    )
+    if overview is None:
+        return None
+    cid = {"customer_id": customer_id}
+    lists = await asyncio.gather(
+        *(
+            _the_rest(api, "invoice", path, cid, overview[name], budget_s, problems, down, name)
+            for name, path in (
+                ("invoices", "/v1/invoices"),
+                ("payments", "/v1/payments"),
+                ("disputes", "/v1/disputes"),
+            )
+        )
+    )
+    return {
+        "customer": overview["customer"],
+        "balance": overview["balance"],
+        "aging": overview["aging"],
+        **dict(zip(("invoices", "payments", "disputes"), lists, strict=True)),
+    }
+
+
+async def _dunning_part(
+    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
+) -> dict[str, Any] | None:
+    """Dunning's overview (stage, timeline), with its promises and the pauses in force (every
+    kind: manual, dispute, promise, in transit); None when dunning has not heard of the
+    customer."""
+    overview = await api.get_or_none(
+        "dunning", f"/v1/customers/{customer_id}/overview", None, budget_s
+    )
+    if overview is None:
+        return None
+    cid = {"customer_id": customer_id}
+    promises, pauses = await asyncio.gather(
+        _the_rest(
+            api,
+            "dunning",
+            "/v1/promises",
+            cid,
+            overview["promises"],
+            budget_s,
+            problems,
+            down,
+            "promises",
+        ),
+        _the_rest(
+            api,
+            "dunning",
+            "/v1/pauses",
+            {**cid, "active": "true"},
+            overview["pauses"],
+            budget_s,
+            problems,
+            down,
+            "pauses",
+        ),
+    )
+    return {
+        "stage": overview["stage"],
+        "timeline": overview["timeline"],
+        "promises": promises,
+        "pauses": pauses,
+    }
 
 
 async def _the_rest(
@@ -195,7 +362,9 @@ async def _the_rest(
     path: str,
     params: dict[str, Any],
     first: dict[str, Any],
+    budget_s: float,
     problems: dict[str, str],
+    down: dict[str, str],
     name: str,
 ) -> list[Any] | None:
     """The first page an overview gave, and the rest of the list when there is more (a
@@ -203,9 +372,11 @@ async def _the_rest(
     items: list[Any] = list(first["items"])
     if first.get("next_cursor"):
         try:
-            items += await api.all_pages(service, path, {**params, "cursor": first["next_cursor"]})
+            items += await api.all_pages(
+                service, path, {**params, "cursor": first["next_cursor"]}, budget_s
+            )
         except ServiceError as exc:
-            problems[name] = exc.sentence
+            _missing(problems, down, service, (name,), exc)
             return None
     return items
 

@@ -55,14 +55,22 @@ def message_defaults(page: CustomerPage, user: SignedIn, template: str | None) -
     """The message form's starting values: the chosen template filled for this customer."""
     chosen = MESSAGE_TEMPLATES.get(template or "", MESSAGE_TEMPLATES["statement"])
     currency = page.customer["currency"]
-    balance = page.balance or {}
+    balance = page.balance
     fill = {
         "name": page.customer["name"],
-        "open": format_money(int(balance.get("open", 0)), currency, "en-US"),
-        "overdue": format_money(int(balance.get("overdue", 0)), currency, "en-US"),
         "invoices": ", ".join(i["number"] for i in page.open_invoices) or "no open invoices",
         "collector": user.display_name,
     }
+    for figure in ("open", "overdue"):
+        # When the invoice service did not answer, a bracket the collector has to fill in,
+        # never "0.00" (which a customer would read as "you owe nothing").
+        fill[figure] = (
+            format_money(int(balance[figure]), currency, "en-US")
+            if balance is not None
+            else f"[{figure} amount]"
+        )
+    if page.problems.get("invoices"):
+        fill["invoices"] = "[invoice numbers]"
     return {
         "template": next(k for k, v in MESSAGE_TEMPLATES.items() if v is chosen),
         "channel": "email",

@@ -21,7 +21,7 @@ from notify.models import new_id
 from notify.render.formatting import currency_precision
 from notify.ui.accounts import SignedIn
 from notify.ui.clients import Api, ServiceError
-from notify.ui.customer import customer_page
+from notify.ui.customer import copy_here, customer_page
 from notify.ui.messages import (
     CONTACT_ROLES,
     DISPUTE_OUTCOMES,
@@ -31,7 +31,7 @@ from notify.ui.messages import (
 from notify.ui.pages import render
 from notify.ui.tables import UI_ACTION, UI_USER
 from notify.ui.views import SAFE_ID, NotYours, may_see
-from notify.ui.web import CurrentUser, PageError, api_for, checked_form, db
+from notify.ui.web import CurrentUser, PageError, api_for, checked_form, db, ui_state
 from notify.ui.worklist import worklist
 
 REASONS: tuple[str, ...] = get_args(ResponseReason)
@@ -123,7 +123,9 @@ async def _customer_response(
 ) -> Response:
     async with db(request)() as session:
         try:
-            page = await customer_page(api_for(request, user), session, customer_id)
+            page = await customer_page(
+                api_for(request, user), session, customer_id, _budget_s(request)
+            )
         except NotYours as exc:
             raise PageError("There is no such customer in your portfolio.", 404, user) from exc
         except ServiceError as exc:
@@ -179,10 +181,23 @@ def to_minor(text: str, currency: str) -> int:
     return int(minor)
 
 
-async def _owned_customer(api: Api, customer_id: str) -> dict[str, Any]:
+def _budget_s(request: Request) -> float:
+    return ui_state(request).ui.page_call_budget_s
+
+
+async def _owned_customer(request: Request, api: Api, customer_id: str) -> dict[str, Any]:
+    """The customer, if it is the user's, before an action: the invoice service's record, or
+    notify's copy when that service does not answer within the budget (so that logging a
+    response or pausing dunning does not wait on a saturated invoice service)."""
     if not SAFE_ID.match(customer_id):
         raise PageError("There is no such customer in your portfolio.", 404, api.user)
-    customer = await api.get_or_none("invoice", f"/v1/customers/{customer_id}")
+    try:
+        customer = await api.get_or_none(
+            "invoice", f"/v1/customers/{customer_id}", None, _budget_s(request)
+        )
+    except ServiceError as exc:
+        async with db(request)() as session:
+            customer = await copy_here(session, customer_id, exc)
     if customer is None or not may_see(api.user, customer):
         raise PageError("There is no such customer in your portfolio.", 404, api.user)
     result: dict[str, Any] = customer
@@ -246,7 +261,7 @@ async def record_promise(request: Request, customer_id: str, user: CurrentUser) 
     """Record a promise to pay with dunning (which pauses the promised invoices)."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    customer = await _owned_customer(api, customer_id)
+    customer = await _owned_customer(request, api, customer_id)
     invoice_ids = [str(v) for v in form.getlist("invoice_ids")]
     try:
         amount = to_minor(str(form.get("amount", "")), customer["currency"])
@@ -300,7 +315,7 @@ async def log_response(request: Request, customer_id: str, user: CurrentUser) ->
     """Log what the customer said (notify's responses), with a reason code and a note."""
     form = await checked_form(request, user)
     api = api_for(request, user)
-    await _owned_customer(api, customer_id)
+    await _owned_customer(request, api, customer_id)
     reason = str(form.get("reason", ""))
     note = str(form.get("note", "")).strip() or None
     if reason not in REASONS:

@@ -58,3 +58,12 @@ class UiSettings(BaseSettings):
         validation_alias=AliasChoices("NOTIFY_UI_SERVICE_TIMEOUT_S"),
         description="timeout of the UI's calls to the other services",
     )
+    page_call_budget_s: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias=AliasChoices("NOTIFY_UI_PAGE_CALL_BUDGET_S", "page_call_budget_s"),
+        description=(
+            "seconds each read behind the customer page may take; a section whose service is"
+            " slower (or answers 5xx) says so and the page shows the rest"
+        ),
+    )
