@@ -3,17 +3,23 @@ bounded number of calls (one per list, none per invoice or dispute)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from notify.models import CustomerProjection, InvoiceProjection
 from notify.ui.clients import Api, ServiceError, gather_limited
+from notify.ui.customer_parts import (
+    DUNNING_PARTS,
+    INVOICE_PARTS,
+    SERVICE_OF,
+    copy_here,
+    dunning_part,
+    invoice_part,
+    missing,
+    numbers_here,
+)
 from notify.ui.views import (
     SAFE_ID,
     NotYours,
@@ -100,8 +106,8 @@ async def customer_page(
     # and responses. A saturated service costs the page one budget, never the page itself;
     # nothing shows before may_see says yes.
     calls = {
-        "invoice": _invoice_part(api, customer_id, budget_s, problems, down),
-        "dunning": _dunning_part(api, customer_id, budget_s, problems, down),
+        "invoice": invoice_part(api, customer_id, budget_s, problems, down),
+        "dunning": dunning_part(api, customer_id, budget_s, problems, down),
         "score": api.get_or_none("risk", f"/v1/customers/{customer_id}/score", None, budget_s),
         "signals": api.get_or_none("risk", f"/v1/customers/{customer_id}/signals", None, budget_s),
         "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}, budget_s),
@@ -118,7 +124,7 @@ async def customer_page(
             f"Customer details are notify's copy from {customer['as_of']:%Y-%m-%d %H:%M} UTC: "
             f"{invoice.why}. Reload to try again."
         )
-        _missing(problems, down, "invoice", INVOICE_PARTS, invoice)
+        missing(problems, down, "invoice", INVOICE_PARTS, invoice)
         got = dict.fromkeys(("balance", "aging", *INVOICE_PARTS))
     elif invoice is None:
         raise NotYours(customer_id)
@@ -128,7 +134,7 @@ async def customer_page(
         raise NotYours(customer_id)
     dunning = results.pop("dunning")
     if isinstance(dunning, ServiceError):
-        _missing(problems, down, "dunning", DUNNING_PARTS, dunning)
+        missing(problems, down, "dunning", DUNNING_PARTS, dunning)
         got |= dict.fromkeys(DUNNING_PARTS)
     elif dunning is None:  # dunning has not heard of the customer yet: nothing planned
         got |= {"stage": None, "timeline": None, "promises": [], "pauses": []}
@@ -136,7 +142,7 @@ async def customer_page(
         got |= dunning
     for name, result in results.items():
         if isinstance(result, ServiceError):
-            _missing(problems, down, SERVICE_OF[name], (name,), result)
+            missing(problems, down, SERVICE_OF[name], (name,), result)
             got[name] = None
         else:
             got[name] = result
@@ -210,175 +216,6 @@ FORM_NEEDS: dict[str, tuple[str, ...]] = {
     "hold": ("dunning",),
     "contacts": ("invoice",),
 }
-
-
-#: The sections that come from each overview (each says so when its service cannot be read).
-INVOICE_PARTS = ("balance", "invoices", "payments", "disputes")
-DUNNING_PARTS = ("stage", "timeline", "promises", "pauses")
-#: The service behind each of the page's other sections.
-SERVICE_OF = {"score": "risk", "signals": "risk", "messages": "notify", "responses": "notify"}
-#: What each section is called in the sentence that stands in for it.
-SECTIONS = {
-    "balance": "The balance and aging",
-    "invoices": "Invoices",
-    "payments": "Payments",
-    "disputes": "Disputes",
-    "stage": "The dunning stage",
-    "timeline": "What fires next",
-    "promises": "Promises to pay",
-    "pauses": "Pauses",
-    "score": "The risk score",
-    "signals": "Warning signs",
-    "messages": "Messages",
-    "responses": "Responses",
-}
-
-
-def _missing(
-    problems: dict[str, str],
-    down: dict[str, str],
-    service: str,
-    parts: tuple[str, ...],
-    exc: ServiceError,
-) -> None:
-    """Each section in `parts` says it could not be loaded and why; the forms that act with
-    `service` say it too (see CustomerPage.blocked)."""
-    for name in parts:
-        problems[name] = f"{SECTIONS[name]} could not be loaded: {exc.why}. Reload to try again."
-    down.setdefault(service, exc.why)
-
-
-async def copy_here(
-    session: AsyncSession, customer_id: str, failed: ServiceError
-) -> dict[str, Any]:
-    """The customer as notify last heard of it (its projection of the invoice service's
-    customer events): enough to tell whose customer it is and to reach its contacts while
-    the invoice service does not answer. `failed` is raised when that is not enough: the
-    service refused rather than failed (a 403 says nothing about availability), or notify
-    has not heard of the customer."""
-    row = await session.get(CustomerProjection, customer_id) if failed.unavailable else None
-    if row is None:
-        raise failed
-    return {
-        "id": row.id,
-        "name": row.name,
-        "currency": row.currency,
-        "timezone": row.timezone,
-        "country": row.country,
-        "locale": row.locale,
-        "owner": row.owner,
-        "contacts": row.contacts,
-        "as_of": row.updated_at,
-    }
-
-
-async def numbers_here(session: AsyncSession, customer_id: str) -> dict[str, str]:
-    """The customer's invoice numbers by id, from notify's own copy: labels only (no balance
-    or status is shown from it), for when the invoice service does not answer."""
-    rows = await session.execute(
-        select(col(InvoiceProjection.id), col(InvoiceProjection.number)).where(
-            col(InvoiceProjection.customer_id) == customer_id
-        )
-    )
-    return {r.id: r.number for r in rows}
-
-
-async def _invoice_part(
-    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
-) -> dict[str, Any] | None:
-    """The invoice service's overview, with the rest of any list longer than its first page;
-    None when the service does not know the customer."""
-    overview = await api.get_or_none(
-        "invoice", f"/v1/customers/{customer_id}/overview", None, budget_s
-    )
-    if overview is None:
-        return None
-    cid = {"customer_id": customer_id}
-    lists = await asyncio.gather(
-        *(
-            _the_rest(api, "invoice", path, cid, overview[name], budget_s, problems, down, name)
-            for name, path in (
-                ("invoices", "/v1/invoices"),
-                ("payments", "/v1/payments"),
-                ("disputes", "/v1/disputes"),
-            )
-        )
-    )
-    return {
-        "customer": overview["customer"],
-        "balance": overview["balance"],
-        "aging": overview["aging"],
-        **dict(zip(("invoices", "payments", "disputes"), lists, strict=True)),
-    }
-
-
-async def _dunning_part(
-    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
-) -> dict[str, Any] | None:
-    """Dunning's overview (stage, timeline), with its promises and the pauses in force (every
-    kind: manual, dispute, promise, in transit); None when dunning has not heard of the
-    customer."""
-    overview = await api.get_or_none(
-        "dunning", f"/v1/customers/{customer_id}/overview", None, budget_s
-    )
-    if overview is None:
-        return None
-    cid = {"customer_id": customer_id}
-    promises, pauses = await asyncio.gather(
-        _the_rest(
-            api,
-            "dunning",
-            "/v1/promises",
-            cid,
-            overview["promises"],
-            budget_s,
-            problems,
-            down,
-            "promises",
-        ),
-        _the_rest(
-            api,
-            "dunning",
-            "/v1/pauses",
-            {**cid, "active": "true"},
-            overview["pauses"],
-            budget_s,
-            problems,
-            down,
-            "pauses",
-        ),
-    )
-    return {
-        "stage": overview["stage"],
-        "timeline": overview["timeline"],
-        "promises": promises,
-        "pauses": pauses,
-    }
-
-
-async def _the_rest(
-    api: Api,
-    service: str,
-    path: str,
-    params: dict[str, Any],
-    first: dict[str, Any],
-    budget_s: float,
-    problems: dict[str, str],
-    down: dict[str, str],
-    name: str,
-) -> list[Any] | None:
-    """The first page an overview gave, and the rest of the list when there is more (a
-    customer with hundreds of invoices); None, and the sentence, when the rest fails."""
-    items: list[Any] = list(first["items"])
-    if first.get("next_cursor"):
-        try:
-            items += await api.all_pages(
-                service, path, {**params, "cursor": first["next_cursor"]}, budget_s
-            )
-        except ServiceError as exc:
-            _missing(problems, down, service, (name,), exc)
-            return None
-    return items
 
 
 #: The audit log's kinds the customer page reads back (promises have their own reader).

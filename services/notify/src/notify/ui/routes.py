@@ -21,7 +21,8 @@ from notify.models import new_id
 from notify.render.formatting import currency_precision
 from notify.ui.accounts import SignedIn
 from notify.ui.clients import Api, ServiceError
-from notify.ui.customer import copy_here, customer_page
+from notify.ui.customer import customer_page
+from notify.ui.customer_parts import copy_here
 from notify.ui.messages import (
     CONTACT_ROLES,
     DISPUTE_OUTCOMES,
