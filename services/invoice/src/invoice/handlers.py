@@ -96,25 +96,27 @@ async def on_fee_assessed(session: AsyncSession, event: Event, envelope: Envelop
         return
     label = FEE_KIND_LABELS.get(event.kind, event.kind)
     description = f"{label} on invoice {original.number}: {event.reason}"
-    invoice = await issue_invoice(
-        session=session,
-        data=InvoiceCreate(
-            customer_id=customer.id,
-            number=await _free_number(session, customer.id, event.fee_id),
-            external_id=event.fee_id,
-            issue_date=event.assessed_on,
-            currency=event.currency,
-            # A customer that requires a PO on every invoice gets the original's.
-            po_number=original.po_number,
-            kind="fee",
-            total=event.amount,
-            lines=[
-                InvoiceLineCreate(
-                    description=_clip(description, 500), quantity=1, unit_price=event.amount
-                )
-            ],
-        ),
-    )
+    invoice = (
+        await issue_invoice(
+            session=session,
+            data=InvoiceCreate(
+                customer_id=customer.id,
+                number=await _free_number(session, customer.id, event.fee_id),
+                external_id=event.fee_id,
+                issue_date=event.assessed_on,
+                currency=event.currency,
+                # A customer that requires a PO on every invoice gets the original's.
+                po_number=original.po_number,
+                kind="fee",
+                total=event.amount,
+                lines=[
+                    InvoiceLineCreate(
+                        description=_clip(description, 500), quantity=1, unit_price=event.amount
+                    )
+                ],
+            ),
+        )
+    ).invoice
     log.info("fee %s invoiced as %s (%s)", event.fee_id, invoice.number, invoice.id)
 
 

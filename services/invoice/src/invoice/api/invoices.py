@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from invoice import service
-from invoice.api.views import PageOut, invoice_views
+from invoice.api.views import PageOut, invoice_view, invoice_views
 from invoice.auth import CanReadAR, CanWriteDisputes, CanWriteInvoices, IdempotencyDep
 from invoice.models import (
     CreditNoteCreate,
@@ -39,8 +39,8 @@ async def issue_invoice(
     """Issue an invoice (lines or a total; due date defaults from the customer's terms)."""
 
     async def write() -> InvoicePublic:
-        invoice = await service.issue_invoice(session=session, data=data)
-        return (await invoice_views(session, [invoice]))[0]
+        issued = await service.issue_invoice(session=session, data=data)
+        return invoice_view(issued.invoice, issued.lines)
 
     async with session.begin():
         return await idem.run(session, 201, write)

@@ -23,8 +23,8 @@ async def record_payment(
     """Record a payment; without `allocations` it pays the oldest due invoices first."""
 
     async def write() -> PaymentPublic:
-        payment = await service.record_payment(session=session, data=data)
-        return (await payment_views(session, [payment]))[0]
+        recorded = await service.record_payment(session=session, data=data)
+        return PaymentPublic.of(recorded.payment, recorded.allocations)
 
     async with session.begin():
         return await idem.run(session, 201, write)

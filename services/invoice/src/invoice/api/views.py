@@ -12,6 +12,7 @@ from invoice.models import (
     Customer,
     CustomerPublic,
     Invoice,
+    InvoiceLine,
     InvoiceLinePublic,
     InvoicePublic,
     Payment,
@@ -37,17 +38,17 @@ async def customer_view(session: AsyncSession, customer: Customer) -> CustomerPu
 
 async def invoice_views(session: AsyncSession, invoices: Sequence[Invoice]) -> list[InvoicePublic]:
     lines = await invoice_lines(session, [i.id for i in invoices])
-    return [
-        InvoicePublic.model_validate(
-            {
-                **inv.model_dump(),
-                "lines": [
-                    InvoiceLinePublic.model_validate(ln.model_dump()) for ln in lines[inv.id]
-                ],
-            }
-        )
-        for inv in invoices
-    ]
+    return [invoice_view(inv, lines[inv.id]) for inv in invoices]
+
+
+def invoice_view(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoicePublic:
+    """The public view of an invoice whose lines are at hand (a just-issued one's)."""
+    return InvoicePublic.model_validate(
+        {
+            **invoice.model_dump(),
+            "lines": [InvoiceLinePublic.model_validate(ln.model_dump()) for ln in lines],
+        }
+    )
 
 
 async def payment_views(session: AsyncSession, payments: Sequence[Payment]) -> list[PaymentPublic]:

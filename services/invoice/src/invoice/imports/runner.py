@@ -387,7 +387,8 @@ class _Importer:
                 data = p.data.model_copy(
                     update={"customer_id": customer_id, "customer_external_id": None}
                 )
-                invoice = await issue_invoice(session=session, data=data, imported=True)
+                issued = await issue_invoice(session=session, data=data, imported=True)
+                invoice = issued.invoice
                 paid = invoice.total - p.balance
                 if paid > 0:
                     await record_payment(

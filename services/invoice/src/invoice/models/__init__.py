@@ -36,6 +36,7 @@ from invoice.models.invoices import (
     InvoiceStatus,
     VoidRequest,
     WriteOffRequest,
+    derive_status,
 )
 from invoice.models.payments import (
     Allocation,
@@ -99,6 +100,7 @@ __all__ = [
     "VoidRequest",
     "WriteOffRequest",
     "currency_exponent",
+    "derive_status",
     "new_id",
     "utcnow",
 ]

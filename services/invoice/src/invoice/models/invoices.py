@@ -116,18 +116,30 @@ class Invoice(InvoiceBase, table=True):
 
     def refresh_status(self) -> None:
         """Derive `status` from the balance and the void / write-off / dispute facts."""
-        if self.voided_at is not None:
-            self.status = "void"
-        elif self.written_off_at is not None:
-            self.status = "written_off"
-        elif self.in_dispute:
-            self.status = "disputed"
-        elif self.balance == 0:
-            self.status = "paid"
-        elif self.balance < self.total - self.credited_amount:
-            self.status = "partially_paid"
-        else:
-            self.status = "open"
+        self.status = derive_status(
+            voided=self.voided_at is not None,
+            written_off=self.written_off_at is not None,
+            in_dispute=self.in_dispute,
+            balance=self.balance,
+            billed=self.total - self.credited_amount,
+        )
+
+
+def derive_status(
+    *, voided: bool, written_off: bool, in_dispute: bool, balance: int, billed: int
+) -> InvoiceStatus:
+    """An invoice's status from its facts; `billed` is its total less what was credited."""
+    if voided:
+        return "void"
+    if written_off:
+        return "written_off"
+    if in_dispute:
+        return "disputed"
+    if balance == 0:
+        return "paid"
+    if balance < billed:
+        return "partially_paid"
+    return "open"
 
 
 class InvoicePublic(InvoiceBase):

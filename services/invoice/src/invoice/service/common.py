@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from duewise_service.problems import DomainError, not_found
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,22 @@ from invoice.models import Customer
 T = TypeVar("T")
 
 MAX_LIMIT = 200
+
+
+class CustomerTerms(Protocol):
+    """What pricing an invoice or checking a payment reads of its (locked) customer: a
+    `Customer` row, or the lean path's `sql.LockedCustomer`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def invoice_preferences(self) -> dict[str, Any]: ...
+    @property
+    def payment_terms_days(self) -> int: ...
 
 
 async def lock_customer(

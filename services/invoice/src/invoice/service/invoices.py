@@ -20,39 +20,87 @@ from sqlmodel import col, select
 from invoice.models import (
     OUTBOX,
     Allocation,
-    Customer,
     Invoice,
     InvoiceCreate,
     InvoiceLine,
     Payment,
     utcnow,
 )
-from invoice.service.common import lock_customer
+from invoice.service.common import CustomerTerms, lock_customer
+from invoice.service.sql import (
+    arrays,
+    driver_connection,
+    insert_row,
+    lock_customer_of,
+    outbox_cte,
+    outbox_params,
+    translated,
+)
 
 
 async def issue_invoice(
     *, session: AsyncSession, data: InvoiceCreate, imported: bool = False
-) -> Invoice:
+) -> Issued:
     """Issue an invoice to a customer (locked) and stage InvoiceIssued.
 
-    `imported`: another system's history loaded by bulk import; the event says so, and
-    notify does not deliver such invoices again.
+    Three statements on the session's connection (`service.sql`): lock the customer; write
+    the invoice, its lines and its event at once unless the number or external id is taken;
+    only then, to say which, the duplicate query. `imported`: another system's history
+    loaded by bulk import; the event says so, and notify does not deliver such invoices again.
     """
-    customer = await lock_customer(
-        session,
-        customer_id=data.customer_id,
-        external_id=data.customer_external_id,
-        field="customer_id",
-    )
-    priced = price_invoice(data, customer)
-    await _check_unique(session, customer.id, data.number, data.external_id)
-    invoice = new_invoice(data, customer, priced)
-    session.add(invoice)
-    await session.flush()
-    lines = new_lines(invoice, data, priced)
-    session.add_all(lines)
-    await OUTBOX.add(session, issued_event(invoice, lines, imported=imported))
-    return invoice
+    conn = await driver_connection(session)
+    async with translated():
+        customer = await lock_customer_of(conn, data)
+        priced = price_invoice(data, customer)
+        invoice = new_invoice(data, customer, priced)
+        lines = new_lines(invoice, data, priced)
+        event = issued_event(invoice, lines, imported=imported)
+        written = await conn.fetchval(
+            _ISSUE,
+            *(getattr(invoice, c) for c in _INVOICE_COLUMNS),
+            *arrays(lines, _LINE_COLUMNS),
+            *outbox_params(event),
+        )
+    if not written:
+        await _check_unique(session, customer.id, data.number, data.external_id)
+        raise DomainError(409, "Conflict", f"invoice {invoice.id} exists", code="conflict")
+    return Issued(invoice=invoice, lines=lines)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A just-issued invoice and its lines (written, not in the session's identity map)."""
+
+    invoice: Invoice
+    lines: list[InvoiceLine]
+
+
+_INVOICE_COLUMNS = (
+    "id", "customer_id", "number", "external_id", "issue_date", "due_date", "currency",
+    "po_number", "gl_code", "kind", "total", "balance", "status", "in_dispute",
+    "credited_amount", "written_off_amount", "created_at", "updated_at",
+)  # fmt: skip
+_N = len(_INVOICE_COLUMNS)
+_LINE_COLUMNS = ("id", "position", "description", "quantity", "unit_price", "gl_code", "amount")
+# ON CONFLICT DO NOTHING covers both unique keys (customer + number, external id): a taken
+# one writes nothing, and the lines and the event hang off the invoice's RETURNING.
+_ISSUE = f"""
+WITH inv AS (
+    {insert_row("invoice", _INVOICE_COLUMNS)}
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), lines AS (
+    INSERT INTO invoice_line
+        (id, invoice_id, position, description, quantity, unit_price, gl_code, amount)
+    SELECT ln.id, inv.id, ln.position, ln.description, ln.quantity, ln.unit_price, ln.gl_code,
+           ln.amount
+      FROM inv, unnest(${_N + 1}::text[], ${_N + 2}::int[], ${_N + 3}::text[],
+                       ${_N + 4}::bigint[], ${_N + 5}::bigint[], ${_N + 6}::text[],
+                       ${_N + 7}::bigint[])
+                AS ln(id, position, description, quantity, unit_price, gl_code, amount)
+), {outbox_cte(_N + 8, when="inv")}
+SELECT count(*) FROM staged
+"""
 
 
 @dataclass(frozen=True)
@@ -65,7 +113,7 @@ class Priced:
     gl_code: str | None
 
 
-def price_invoice(data: InvoiceCreate, customer: Customer) -> Priced:
+def price_invoice(data: InvoiceCreate, customer: CustomerTerms) -> Priced:
     """Check `data` against its (locked) customer and work out its amounts; DomainError if not.
 
     Shared by `issue_invoice` and the bulk path (`service.bulk`); touches no database.
@@ -112,7 +160,7 @@ def price_invoice(data: InvoiceCreate, customer: Customer) -> Priced:
     )
 
 
-def new_invoice(data: InvoiceCreate, customer: Customer, priced: Priced) -> Invoice:
+def new_invoice(data: InvoiceCreate, customer: CustomerTerms, priced: Priced) -> Invoice:
     """The invoice row (not yet added to the session) for a checked `data`."""
     return Invoice(
         customer_id=customer.id,

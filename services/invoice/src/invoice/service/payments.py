@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from duewise_events.catalogue import AllocationSnapshot, PaymentReceived, PaymentReversed
 from duewise_service.problems import DomainError, not_found
@@ -12,14 +15,31 @@ from sqlmodel import col, select
 from invoice.models import (
     OUTBOX,
     Allocation,
-    Customer,
     Invoice,
     Payment,
     PaymentCreate,
     PaymentReverse,
+    derive_status,
     utcnow,
 )
-from invoice.service.common import Page, check_limit, decode_cursor, lock_customer, page_of
+from invoice.service.common import (
+    CustomerTerms,
+    Page,
+    check_limit,
+    decode_cursor,
+    lock_customer,
+    page_of,
+)
+from invoice.service.sql import (
+    arrays,
+    driver_connection,
+    insert_row,
+    lock_customer_of,
+    outbox_cte,
+    outbox_params,
+    sync_loaded,
+    translated,
+)
 
 #: Statuses a payment may be allocated to (explicitly); auto-allocation skips disputed ones.
 PAYABLE = ("open", "partially_paid", "disputed")
@@ -27,47 +47,147 @@ PAYABLE = ("open", "partially_paid", "disputed")
 
 async def record_payment(
     *, session: AsyncSession, data: PaymentCreate, imported: bool = False
-) -> Payment:
+) -> Recorded:
     """Record a payment, allocate it (as given, or oldest due first) and stage PaymentReceived.
 
+    Three statements on the session's connection (`service.sql`): lock the customer; read
+    the invoices to allocate to (and whether the external id is taken); write the payment,
+    the invoices' balances and statuses, the allocations and the event at once.
     `imported`: another system's history loaded by bulk import (the event says so).
     """
-    customer = await lock_customer(
-        session,
-        customer_id=data.customer_id,
-        external_id=data.customer_external_id,
-        field="customer_id",
-    )
-    check_payment_currency(data, customer)
-    if data.external_id is not None:
-        existing = await session.scalar(
-            select(Payment.id).where(col(Payment.external_id) == data.external_id)
-        )
-        if existing:
+    conn = await driver_connection(session)
+    async with translated():
+        customer = await lock_customer_of(conn, data)
+        check_payment_currency(data, customer)
+        if data.allocations is None:
+            rows = await conn.fetch(_OLDEST_FIRST, data.external_id, customer.id)
+        else:
+            ids = list(dict.fromkeys(a.invoice_id for a in data.allocations))
+            rows = await conn.fetch(_EXPLICIT, data.external_id, ids)
+        if data.external_id is not None and rows[0][0]:
             raise duplicate_payment(data.external_id)
-    if data.allocations is None:
-        plan = await _oldest_first(session, customer, data.amount)
-    else:
-        plan = await _explicit(session, customer, data)
-    payment = new_payment(data, customer, plan)
-    session.add(payment)
-    await session.flush()
-    allocations: list[Allocation] = []
-    snapshots: list[AllocationSnapshot] = []
-    for position, (invoice, amount) in enumerate(plan):
-        invoice.balance -= amount
-        invoice.refresh_status()
-        invoice.updated_at = utcnow()
-        session.add(invoice)
-        allocations.append(
-            Allocation(
-                payment_id=payment.id, invoice_id=invoice.id, amount=amount, position=position
+        found = [OpenInvoice(*row[1:]) for row in rows if row[1] is not None]
+        if data.allocations is None:
+            plan = _take_oldest_first(found, data.amount)
+        else:
+            plan = plan_allocations(data, customer, {inv.id: inv for inv in found})
+        payment = new_payment(data, customer, plan)
+        allocations: list[Allocation] = []
+        snapshots: list[AllocationSnapshot] = []
+        for position, (invoice, amount) in enumerate(plan):
+            invoice.settle(amount)
+            allocations.append(
+                Allocation(
+                    payment_id=payment.id, invoice_id=invoice.id, amount=amount, position=position
+                )
             )
+            snapshots.append(allocation_snapshot(invoice, amount))
+        settled = list({invoice.id: invoice for invoice, _ in plan}.values())
+        now = utcnow()
+        await conn.execute(
+            _RECORD,
+            *(getattr(payment, c) for c in _PAYMENT_COLUMNS),
+            now,
+            *arrays(settled, ("id", "balance", "status")),
+            *arrays(allocations, ("id", "invoice_id", "amount", "position")),
+            *outbox_params(received_event(payment, data, snapshots, imported=imported)),
         )
-        snapshots.append(allocation_snapshot(invoice, amount))
-    session.add_all(allocations)
-    await OUTBOX.add(session, received_event(payment, data, snapshots, imported=imported))
-    return payment
+    for invoice in settled:  # an ORM copy the caller holds would be stale otherwise
+        sync_loaded(
+            session, Invoice, invoice.id, balance=invoice.balance, status=invoice.status,
+            updated_at=now,
+        )  # fmt: skip
+    return Recorded(payment=payment, allocations=allocations)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A just-recorded payment and its allocations (written, not in the identity map)."""
+
+    payment: Payment
+    allocations: list[Allocation]
+
+
+@dataclass
+class OpenInvoice:
+    """What allocating a payment reads and changes of an invoice (its customer locked)."""
+
+    id: str
+    customer_id: str
+    balance: int
+    billed: int  # total less credits
+    status: str
+    in_dispute: bool
+    voided: bool
+    written_off: bool
+    due_date: dt.date
+
+    def settle(self, amount: int) -> None:
+        """Take `amount` off the balance; the status follows, as `Invoice.refresh_status`."""
+        self.balance -= amount
+        self.status = derive_status(
+            voided=self.voided,
+            written_off=self.written_off,
+            in_dispute=self.in_dispute,
+            balance=self.balance,
+            billed=self.billed,
+        )
+
+
+def _take_oldest_first(
+    invoices: Sequence[OpenInvoice], amount: int
+) -> list[tuple[OpenInvoice, int]]:
+    plan: list[tuple[OpenInvoice, int]] = []
+    left = amount
+    for invoice in invoices:
+        if left == 0:
+            break
+        take = min(left, invoice.balance)
+        plan.append((invoice, take))
+        left -= take
+    return plan
+
+
+_OPEN_INVOICE = (
+    "i.id, i.customer_id, i.balance, i.total - i.credited_amount, i.status, i.in_dispute, "
+    "i.voided_at IS NOT NULL, i.written_off_at IS NOT NULL, i.due_date"
+)
+# One row at least (the external id's `taken`), then one per invoice found.
+_TAKEN = "(SELECT EXISTS (SELECT 1 FROM payment WHERE external_id = $1) AS taken) AS d"
+_EXPLICIT = f"""
+SELECT d.taken, {_OPEN_INVOICE}
+  FROM {_TAKEN}
+  LEFT JOIN invoice AS i ON i.id = ANY($2::text[])
+"""
+_OLDEST_FIRST = f"""
+SELECT d.taken, {_OPEN_INVOICE}
+  FROM {_TAKEN}
+  LEFT JOIN invoice AS i
+    ON i.customer_id = $2 AND i.status IN ('open', 'partially_paid') AND i.balance > 0
+ ORDER BY i.due_date, i.issue_date, i.id
+"""
+_PAYMENT_COLUMNS = (
+    "id", "customer_id", "amount", "currency", "method", "received_at", "reference",
+    "external_id", "in_transit", "unallocated", "created_at",
+)  # fmt: skip
+_P = len(_PAYMENT_COLUMNS)
+_RECORD = f"""
+WITH pay AS (
+    {insert_row("payment", _PAYMENT_COLUMNS)}
+    RETURNING id
+), settled AS (
+    UPDATE invoice AS i SET balance = s.balance, status = s.status, updated_at = ${_P + 1}
+      FROM unnest(${_P + 2}::text[], ${_P + 3}::bigint[], ${_P + 4}::text[])
+           AS s(id, balance, status)
+     WHERE i.id = s.id
+), allocated AS (
+    INSERT INTO allocation (id, payment_id, invoice_id, amount, position)
+    SELECT a.id, pay.id, a.invoice_id, a.amount, a.position
+      FROM pay, unnest(${_P + 5}::text[], ${_P + 6}::text[], ${_P + 7}::bigint[],
+                       ${_P + 8}::int[]) AS a(id, invoice_id, amount, position)
+), {outbox_cte(_P + 9, when="pay")}
+SELECT count(*) FROM staged
+"""
 
 
 async def reverse_payment(
@@ -176,43 +296,25 @@ async def list_payments(
     return page_of(rows, limit, lambda p: p.id)
 
 
-async def _oldest_first(
-    session: AsyncSession, customer: Customer, amount: int
-) -> list[tuple[Invoice, int]]:
-    stmt = (
-        select(Invoice)
-        .where(
-            col(Invoice.customer_id) == customer.id,
-            col(Invoice.status).in_(("open", "partially_paid")),
-            col(Invoice.balance) > 0,
-        )
-        .order_by(col(Invoice.due_date), col(Invoice.issue_date), col(Invoice.id))
-        .execution_options(populate_existing=True)
-    )
-    plan: list[tuple[Invoice, int]] = []
-    left = amount
-    for invoice in (await session.execute(stmt)).scalars():
-        if left == 0:
-            break
-        take = min(left, invoice.balance)
-        plan.append((invoice, take))
-        left -= take
-    return plan
+class Payable(Protocol):
+    """What allocating reads of an invoice: an `Invoice` row or an `OpenInvoice`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def balance(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def due_date(self) -> dt.date: ...
 
 
-async def _explicit(
-    session: AsyncSession, customer: Customer, data: PaymentCreate
-) -> list[tuple[Invoice, int]]:
-    given = data.allocations or []
-    ids = list(dict.fromkeys(a.invoice_id for a in given))
-    rows = await session.execute(
-        select(Invoice).where(col(Invoice.id).in_(ids)).execution_options(populate_existing=True)
-    )
-    invoices = {inv.id: inv for inv in rows.scalars()}
-    return plan_allocations(data, customer, invoices)
+P = TypeVar("P", bound=Payable)
 
 
-def allocation_snapshot(invoice: Invoice, amount: int) -> AllocationSnapshot:
+def allocation_snapshot(invoice: Payable, amount: int) -> AllocationSnapshot:
     return AllocationSnapshot(
         invoice_id=invoice.id,
         amount=amount,
@@ -222,7 +324,7 @@ def allocation_snapshot(invoice: Invoice, amount: int) -> AllocationSnapshot:
     )
 
 
-def check_payment_currency(data: PaymentCreate, customer: Customer) -> None:
+def check_payment_currency(data: PaymentCreate, customer: CustomerTerms) -> None:
     if data.currency != customer.currency:
         raise DomainError(
             422,
@@ -243,15 +345,15 @@ def duplicate_payment(external_id: str) -> DomainError:
 
 
 def plan_allocations(
-    data: PaymentCreate, customer: Customer, invoices: Mapping[str, Invoice]
-) -> list[tuple[Invoice, int]]:
+    data: PaymentCreate, customer: CustomerTerms, invoices: Mapping[str, P]
+) -> list[tuple[P, int]]:
     """Check `data`'s explicit allocations against `invoices` (current, by id); the plan.
 
     Pure: shared by `record_payment` and the bulk path (`service.bulk`).
     """
     given = data.allocations or []
     remaining = {inv.id: inv.balance for inv in invoices.values()}
-    plan: list[tuple[Invoice, int]] = []
+    plan: list[tuple[P, int]] = []
     for i, alloc in enumerate(given):
         field = f"allocations/{i}"
         invoice = invoices.get(alloc.invoice_id)
@@ -293,7 +395,7 @@ def plan_allocations(
 
 
 def new_payment(
-    data: PaymentCreate, customer: Customer, plan: Sequence[tuple[Invoice, int]]
+    data: PaymentCreate, customer: CustomerTerms, plan: Sequence[tuple[Payable, int]]
 ) -> Payment:
     """The payment row (not yet added to the session) for a checked `data` and its plan."""
     allocated = sum(amount for _, amount in plan)
