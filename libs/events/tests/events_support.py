@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 
 from duewise_events.catalogue import Event, InvoiceIssued
-from duewise_events.consumer import EventConsumer, Outcome
+from duewise_events.consumer import EventConsumer, Outcome, RunHandler
 from duewise_events.envelope import Envelope
 from duewise_events.tables import inbox_table, outbox_table
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, select
@@ -43,6 +43,7 @@ def make_consumer(
     name: str | None = None,
     handler: Callable[..., object] = record_effect,
     outcomes: list[Outcome] | None = None,
+    run_handler: RunHandler | None = None,
 ) -> EventConsumer:
     return EventConsumer(
         name=name or f"test-{uuid.uuid4().hex[:8]}",
@@ -55,6 +56,7 @@ def make_consumer(
         session_timeout_ms=1500,
         heartbeat_interval_ms=300,
         on_outcome=outcomes.append if outcomes is not None else None,
+        run_handler=run_handler,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
@@ -23,3 +25,15 @@ def context_from(traceparent: str | None, tracestate: str | None = None) -> Cont
         if tracestate:
             carrier["tracestate"] = tracestate
     return propagate.extract(carrier)
+
+
+def links_to(traceparents: Iterable[str | None]) -> list[trace.Link]:
+    """One link per distinct valid trace context: a span that serves many traces at once (a
+    consumer's run of records) is reachable from each of them."""
+    links: dict[str, trace.Link] = {}
+    for traceparent in traceparents:
+        if traceparent and traceparent not in links:
+            ctx = trace.get_current_span(context_from(traceparent)).get_span_context()
+            if ctx.is_valid:
+                links[traceparent] = trace.Link(ctx)
+    return list(links.values())

@@ -5,19 +5,23 @@ dunning.events and notify.events types that say something about payment behaviou
 inside the consumer's transaction (inbox row + effect). Events that arrive before the customer
 or invoice they depend on are held in the customer's state and re-applied, in arrival order,
 when it arrives (see risk.domain.fold).
+
+`run_handler_for` is the same effect for a run of events (the library's RunHandler): each
+customer's profile locked, read and written once for the run instead of once per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from duewise_events.catalogue import Event
+from duewise_events.consumer import Delivery, RunHandler
 from duewise_events.envelope import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from risk.domain.fold import CONSUMED
 from risk.domain.thresholds import DEFAULT, Thresholds
-from risk.service.live import apply_event
+from risk.service.live import apply_batch, apply_event
 
 Handler = Callable[[AsyncSession, Event, Envelope], Awaitable[None]]
 
@@ -29,6 +33,15 @@ def handlers_for(thresholds: Thresholds) -> dict[type[Event], Handler]:
         await apply_event(session, event, envelope.id, thresholds)
 
     return {cls: handle for cls in CONSUMED}
+
+
+def run_handler_for(thresholds: Thresholds) -> RunHandler:
+    """The consumer's run handler: a run of new events folded in order, as one by one."""
+
+    async def handle_run(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+        await apply_batch(session, [(d.event, d.envelope.id) for d in deliveries], thresholds)
+
+    return handle_run
 
 
 #: With the default thresholds (the CLI passes the configured ones).
