@@ -66,9 +66,13 @@ def consumer() -> None:
     from risk.consumer import RiskConsumer
 
     settings = get_settings()
+    # One pooled connection per partition worked at once: with fewer, the pool's overflow
+    # connections were opened and closed again for most transactions (a connection and a
+    # PostgreSQL backend per transaction under a steady trickle of events).
+    at_once = 4
 
     async def main(stop: asyncio.Event) -> None:
-        async with worker_sessions(settings.sqlalchemy_url) as sessions:
+        async with worker_sessions(settings.sqlalchemy_url, pool_size=at_once) as sessions:
             await RiskConsumer(
                 name=CONSUMER_GROUP,
                 topics=[INVOICE_EVENTS, DUNNING_EVENTS, NOTIFY_EVENTS],
@@ -76,6 +80,7 @@ def consumer() -> None:
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 thresholds=settings.thresholds,
                 enable_idempotence=settings.kafka_enable_idempotence,
+                partition_concurrency=at_once,
             ).run(stop)
 
     _worker(main)
