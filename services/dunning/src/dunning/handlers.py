@@ -44,8 +44,17 @@ from dunning.models import (
     Promise,
     utcnow,
 )
+from dunning.service.cache import (
+    CONSUMER_CACHE,
+    TransactionCache,
+    customer_of,
+    keep_customer,
+    may_be_held,
+    note_held,
+    note_released,
+)
 from dunning.service.holds import release_if_cleared
-from dunning.service.schedule import POLICY_CACHE, open_invoice_ids, recompute
+from dunning.service.schedule import open_invoice_ids, recompute, recompute_invoice
 
 IN_TRANSIT_HOLD = dt.timedelta(days=7)
 
@@ -66,15 +75,19 @@ async def _hold(session: AsyncSession, waiting_for: str, event: Event, event_id:
         )
     )
     await session.flush()
+    note_held(session, waiting_for)
 
 
 async def _release_held(session: AsyncSession, waiting_for: str) -> None:
     """Re-apply, oldest first, what waited for `waiting_for` (it may be held again)."""
+    if not await may_be_held(session, waiting_for):
+        return
     held = (
         await session.scalars(
             delete(HeldEvent).where(col(HeldEvent.waiting_for) == waiting_for).returning(HeldEvent)
         )
     ).all()
+    note_released(session, waiting_for)
     for row in sorted(held, key=lambda h: h.id or 0):
         event = BY_TYPE[row.type].model_validate(row.payload)
         await apply(session, event, row.event_id)
@@ -110,6 +123,7 @@ async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: s
     )
     row.tags, row.contact_roles, row.updated_at = list(event.tags), roles, utcnow()
     await session.flush()
+    keep_customer(session, row)
     await _release_held(session, f"customer:{event.customer_id}")
     if moved or isinstance(event, CustomerUpdated):
         for invoice_id in await open_invoice_ids(session, event.customer_id):
@@ -125,6 +139,7 @@ async def on_risk_score_changed(
     if row is None:
         await _hold(session, f"customer:{event.customer_id}", event, event_id)
         return
+    keep_customer(session, row)
     if row.risk_band == event.band:
         return
     row.risk_band, row.updated_at = event.band, utcnow()
@@ -137,13 +152,12 @@ async def on_risk_score_changed(
 
 
 async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_id: str) -> None:
-    # Both kept in locals while recompute() runs: the session's identity map holds objects
-    # weakly, so an unreferenced one is dropped and recompute() would read it again.
-    customer = await session.get(CustomerProjection, event.customer_id)
+    customer = await customer_of(session, event.customer_id)
     if customer is None:
         await _hold(session, f"customer:{event.customer_id}", event, event_id)
         return
     invoice = await session.get(InvoiceProjection, event.invoice_id)
+    new = invoice is None
     if invoice is None:
         invoice = InvoiceProjection(
             id=event.invoice_id,
@@ -159,7 +173,7 @@ async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_i
         )
         session.add(invoice)
         await session.flush()
-    await recompute(session, event.invoice_id, clock.now())
+    await recompute_invoice(session, invoice, clock.now(), new=new)
     await _release_held(session, f"invoice:{event.invoice_id}")
 
 
@@ -170,7 +184,7 @@ async def _set_status(
     if invoice is None:
         return
     invoice.status, invoice.updated_at = status, utcnow()
-    await recompute(session, invoice_id, clock.now())
+    await recompute_invoice(session, invoice, clock.now())
 
 
 async def on_invoice_voided(session: AsyncSession, event: InvoiceVoided, event_id: str) -> None:
@@ -186,7 +200,7 @@ async def on_credit_note(session: AsyncSession, event: CreditNoteIssued, event_i
     if invoice is None:
         return
     invoice.balance, invoice.status = event.invoice_balance, event.invoice_status
-    await recompute(session, invoice.id, clock.now())
+    await recompute_invoice(session, invoice, clock.now())
     await _after_balance_change(session, event.customer_id)
 
 
@@ -232,7 +246,7 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
                     ref=event.payment_id,
                 )
             )
-        await recompute(session, invoice.id, now)
+        await recompute_invoice(session, invoice, now)
     await _count_towards_promises(session, event, {i.id for i in touched})
     await _after_balance_change(session, event.customer_id)
 
@@ -276,12 +290,12 @@ async def on_payment_reversed(session: AsyncSession, event: PaymentReversed, eve
     await lift_pauses(session, kind="in_transit", ref=event.payment_id)
     for invoice in touched:
         invoice.in_transit = 0
-        await recompute(session, invoice.id, clock.now())
+        await recompute_invoice(session, invoice, clock.now())
 
 
 async def _after_balance_change(session: AsyncSession, customer_id: str) -> None:
     now = clock.now()
-    customer = await session.get(CustomerProjection, customer_id)
+    customer = await customer_of(session, customer_id)
     await release_if_cleared(session, customer_id, now, local_today(customer, now))
 
 
@@ -301,7 +315,7 @@ async def on_dispute_opened(session: AsyncSession, event: DisputeOpened, event_i
             ref=event.dispute_id,
         )
     )
-    await recompute(session, invoice.id, clock.now())
+    await recompute_invoice(session, invoice, clock.now())
 
 
 async def on_dispute_resolved(session: AsyncSession, event: DisputeResolved, event_id: str) -> None:
@@ -311,7 +325,7 @@ async def on_dispute_resolved(session: AsyncSession, event: DisputeResolved, eve
     invoice.disputed = False
     invoice.balance, invoice.status = event.invoice_balance, event.invoice_status
     await lift_pauses(session, kind="dispute", ref=event.dispute_id)
-    await recompute(session, invoice.id, clock.now())
+    await recompute_invoice(session, invoice, clock.now())
     await _after_balance_change(session, event.customer_id)
 
 
@@ -349,10 +363,14 @@ async def apply(session: AsyncSession, event: Event, event_id: str) -> None:
 
 async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> None:
     """The EventConsumer's entry point for every type dunning reacts to."""
-    # No handler changes a policy, so the consumer's transaction (a batch of events) reads
-    # the policies once instead of once per invoice it plans.
-    session.info.setdefault(POLICY_CACHE, {})
+    # A batch of events shares the transaction: what it may read once, it reads once
+    # (service/cache.py says what, and why that is safe).
+    if CONSUMER_CACHE not in session.info:
+        session.info[CONSUMER_CACHE] = TransactionCache()
     await apply(session, event, envelope.id)
+    # Written before the next event of the batch runs: a write that fails fails this event,
+    # which the consumer then retries alone (and may dead-letter), not the one after it.
+    await session.flush()
 
 
 HANDLERS: dict[type[Event], Callable[[AsyncSession, Event, Envelope], Awaitable[None]]] = {

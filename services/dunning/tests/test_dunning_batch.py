@@ -1,0 +1,183 @@
+"""The consumer applies up to 50 events in one transaction, reading customers, policies,
+assignments and held-event keys once for all of them (service/cache.py): the outcome must be
+exactly that of one transaction per event, with fewer statements."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from duewise_events.catalogue import (
+    CustomerUpdated,
+    DisputeResolved,
+    Event,
+    RiskScoreChanged,
+)
+from duewise_events.envelope import Envelope
+from dunning.clock import clock
+from dunning.handlers import handle
+from dunning.models import metadata
+from dunning_kit import at, customer, dispute, feed, invoice, payment
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+NOW = at("2026-03-20 10:00")
+
+#: What the events decide, without ids and instants the database or the clock chose.
+STATE = {
+    "customer": "SELECT id, timezone, country, tags, risk_band FROM customer",
+    "invoice": "SELECT id, balance, status, disputed, in_transit, last_payment_date FROM invoice",
+    "held_event": "SELECT waiting_for, event_id, type FROM held_event",
+    "scheduled_step": "SELECT invoice_id, step_key, step_index, send_at, local_date, status,"
+    " policy_id, policy_version, channel, fee_amount, interest_amount, reason, note"
+    " FROM scheduled_step",
+    "pause": "SELECT invoice_id, kind, ref, lifted_at FROM pause",
+    "outbox": "SELECT type, key, payload FROM outbox",
+}
+VIP_SPEC = {
+    "name": "VIP",
+    "steps": [
+        {"key": "due", "offset_days": 0, "template": "reminder_due_today"},
+        {"key": "late5", "offset_days": 5, "template": "reminder_overdue"},
+        {"key": "late15", "offset_days": 15, "template": "final_notice", "fee": {"flat": 500}},
+    ],
+}
+
+
+def _events() -> list[Event]:
+    a, b, c = customer("cus_a"), customer("cus_b"), customer("cus_c", tz="America/Chicago")
+    a1, a2 = invoice(a.customer_id, iid="inv_a1"), invoice(a.customer_id, iid="inv_a2")
+    late = invoice(a.customer_id, iid="inv_a3", due=dt.date(2026, 3, 2), total=300_00)
+    b1, b2 = invoice(b.customer_id, iid="inv_b1"), invoice(b.customer_id, iid="inv_b2")
+    c1 = invoice(c.customer_id, iid="inv_c1", due=dt.date(2026, 3, 16))
+    opened = dispute(b2)
+    return [
+        b1,  # before its customer: held, released by b
+        a,
+        payment(a2, 40_00),  # before its invoice: held, released by a2
+        a1,
+        a2,
+        late,
+        b,
+        b2,
+        opened,
+        DisputeResolved(
+            customer_id=b.customer_id,
+            dispute_id=opened.dispute_id,
+            invoice_id=b2.invoice_id,
+            outcome="customer_wrong",
+            invoice_balance=b2.total,
+            invoice_status="open",
+            resolved_at=NOW,
+        ),
+        payment(a1),  # paid in full: its steps cancelled
+        payment(b1, 30_00, in_transit=True),
+        c,
+        c1,
+        RiskScoreChanged(
+            customer_id=c.customer_id, score=70, band="high", factors=[], changed_at=NOW
+        ),
+        CustomerUpdated(
+            customer_id=a.customer_id,
+            name="A, moved",
+            currency="EUR",
+            timezone="Asia/Tokyo",
+            country="JP",
+            locale="ja-JP",
+            payment_terms_days=30,
+        ),
+        invoice(a.customer_id, iid="inv_a4", due=dt.date(2026, 4, 1)),
+    ]
+
+
+async def _seed(engine: AsyncEngine) -> None:
+    """A segment policy for the VIP tag, one for high risk, and an override for customer b."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO policy (id, name, version, spec, segment_tags, segment_risk_band,"
+                " priority, is_default, created_at, updated_at) VALUES"
+                " ('pol_high', 'High', 2, :spec, '[]', 'high', 5, false, now(), now()),"
+                " ('pol_big', 'Big', 1, :spec, '[]', NULL, 1, false, now(), now())"
+            ),
+            {"spec": json.dumps(VIP_SPEC)},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO policy_assignment (customer_id, policy_id, assigned_by, assigned_at)"
+                " VALUES ('cus_b', 'pol_big', 'test', now())"
+            )
+        )
+
+
+async def _state(engine: AsyncEngine) -> dict[str, list[str]]:
+    async with engine.connect() as conn:
+        return {
+            name: sorted(
+                json.dumps(list(row), default=str) for row in (await conn.execute(text(q))).all()
+            )
+            for name, q in STATE.items()
+        }
+
+
+async def _truncate(engine: AsyncEngine) -> None:
+    tables = [t.name for t in metadata.sorted_tables if t.name != "api_token"]
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+async def _batch(maker: async_sessionmaker[AsyncSession], events: list[Event]) -> None:
+    """As the consumer's batch: every event through `handle`, all in one transaction."""
+    async with maker() as session, session.begin():
+        for event in events:
+            await handle(session, event, Envelope.wrap(event, source="duewise/invoice"))
+
+
+async def test_a_batch_in_one_transaction_ends_as_one_transaction_per_event(
+    maker: async_sessionmaker[AsyncSession], dunning_engine: AsyncEngine
+) -> None:
+    clock.set(NOW, freeze=True)
+    events = _events()
+    await _seed(dunning_engine)
+    await feed(maker, *events)
+    one_by_one = await _state(dunning_engine)
+    await _truncate(dunning_engine)
+    await _seed(dunning_engine)
+    await _batch(maker, events)
+    batched = await _state(dunning_engine)
+    assert batched == one_by_one
+    # and the mix did what it is there for
+    assert one_by_one["held_event"] == []
+    assert any('"pol_big", 1' in s for s in one_by_one["scheduled_step"])  # b's override
+    assert any('"pol_high", 2' in s for s in one_by_one["scheduled_step"])  # c turned high
+    assert any("Asia/Tokyo" in s for s in one_by_one["scheduled_step"])  # a moved
+    assert any('"cancelled"' in s for s in one_by_one["scheduled_step"])
+
+
+async def test_a_batch_of_invoices_costs_three_statements_each(
+    maker: async_sessionmaker[AsyncSession], dunning_engine: AsyncEngine
+) -> None:
+    """Customer, policies, assignment and held keys once per batch; then per invoice: look
+    it up, insert it, insert its steps (no SELECT of steps it cannot have yet)."""
+    clock.set(NOW, freeze=True)
+    c = customer()
+    await feed(maker, c)
+    invoices: list[Event] = [invoice(c.customer_id) for _ in range(20)]
+    statements: list[str] = []
+
+    def count(_c: Connection, _cur: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(dunning_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await _batch(maker, invoices)
+    finally:
+        sa_event.remove(dunning_engine.sync_engine, "before_cursor_execute", count)
+    once = 4  # the customer, the policies, the customer's assignment, the held keys
+    assert len(statements) <= once + 3 * len(invoices), statements
+    async with maker() as session:
+        planned = await session.scalar(text("SELECT count(*) FROM scheduled_step"))
+    assert planned == 7 * len(invoices)
