@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from duewise_events.catalogue import Event
@@ -41,8 +41,10 @@ class Outbox:
         trace = current_trace_headers()
         parents = traceparents or [trace.get("traceparent")] * len(events)
         envelopes = [Envelope.wrap(event, source=self.source) for event in events]
+        # The notification rides in RETURNING, as in `add`: no round trip of its own.
+        # PostgreSQL delivers identical notifications of one transaction once, at commit.
         await session.execute(
-            insert(self.table),
+            insert(self.table).returning(func.pg_notify(self.channel, "")),
             [
                 {
                     "event_id": env.id,
@@ -59,7 +61,6 @@ class Outbox:
                 for env, event, parent in zip(envelopes, events, parents, strict=True)
             ],
         )
-        await session.execute(select(func.pg_notify(self.channel, "")))
         return envelopes
 
     async def add(
