@@ -168,3 +168,61 @@ async def test_a_collectors_risk_token_reads_only_their_portfolio(ui_stack: UiSt
             assert (await carol.get(path)).status_code == 403, path
         rows = (await carol.get("/v1/worklist")).json()["items"]
         assert {r["customer_id"] for r in rows} == {acme}
+
+
+async def test_a_collectors_dunning_token_acts_only_on_their_portfolio(ui_stack: UiStack) -> None:
+    acme, bobco = ui_stack.customers["acme"]["id"], ui_stack.customers["bobco"]["id"]
+    bob_invoice = ui_stack.invoices["bobco-1"]["id"]
+    token = await _users_invoice_token(ui_stack, "carol", "dunning")
+    async with client(ui_stack.dunning, token) as carol:
+        assert (await carol.get("/v1/tokens/me")).json()["subject"] == "carol"
+        # Her own customer: read and act.
+        for path in (f"/v1/customers/{acme}/overview", f"/v1/customers/{acme}/timeline"):
+            assert (await carol.get(path)).status_code == 200, path
+        r = await carol.get("/v1/stages", params={"customer_id": acme})
+        assert r.status_code == 200, r.text
+        # Bob's, by id, by his invoice, or tucked in among her own: the same 404 as for nothing.
+        for path, params in (
+            (f"/v1/customers/{bobco}/overview", {}),
+            (f"/v1/customers/{bobco}/timeline", {}),
+            (f"/v1/customers/{bobco}/stage", {}),
+            (f"/v1/invoices/{bob_invoice}/timeline", {}),
+            ("/v1/stages", {"customer_id": [acme, bobco]}),
+            ("/v1/promises", {"customer_id": bobco}),
+            ("/v1/pauses", {"customer_id": bobco}),
+        ):
+            r = await carol.get(path, params=params)
+            assert r.status_code == 404, f"{path} {params}: {r.status_code}"
+            assert r.headers["content-type"].startswith("application/problem+json")
+        # Lists wider than her portfolio.
+        for path in ("/v1/promises", "/v1/pauses", "/v1/stages"):
+            assert (await carol.get(path)).status_code == 403, path
+        # Acting on Bob's customer or invoice writes nothing.
+        writes = (
+            ("/v1/pauses", {"invoice_id": bob_invoice, "reason": "guessed"}),
+            ("/v1/pauses", {"customer_id": bobco, "reason": "guessed"}),
+            (
+                "/v1/promises",
+                {
+                    "customer_id": acme,  # her customer, his invoice
+                    "invoice_ids": [bob_invoice],
+                    "amount": 100,
+                    "promised_date": "2030-01-01",
+                },
+            ),
+            (f"/v1/customers/{bobco}/credit-hold", {"reason": "guessed"}),
+        )
+        for path, body in writes:
+            r = await carol.post(path, json=body, headers={"Idempotency-Key": secrets.token_hex(8)})
+            assert r.status_code == 404, f"{path} {body}: {r.status_code} {r.text}"
+    async with ui_stack.dunning.engine.connect() as conn:
+        for table in ("pause", "promise"):
+            n = await conn.scalar(
+                text(f"SELECT count(*) FROM {table} WHERE customer_id = :c"), {"c": bobco}
+            )
+            assert n == 0, table
+        held = await conn.scalar(
+            text("SELECT count(*) FROM customer_stage WHERE customer_id = :c AND on_hold"),
+            {"c": bobco},
+        )
+    assert held == 0

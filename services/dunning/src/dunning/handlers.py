@@ -122,6 +122,7 @@ async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: s
         event.country,
     )
     row.tags, row.contact_roles, row.updated_at = list(event.tags), roles, utcnow()
+    row.owner = event.owner
     await session.flush()
     keep_customer(session, row)
     await _release_held(session, f"customer:{event.customer_id}")

@@ -15,12 +15,13 @@ from duewise_service.db import make_engine, make_sessionmaker
 from duewise_service.problems import install_problem_handlers
 from duewise_service.ratelimit import WriteRateLimiter
 from duewise_service.telemetry import instrument_api, setup_process
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from dunning.api import health, v1
 from dunning.auth import AUTH, IDEMPOTENCY_KEYS
 from dunning.clock import clock
 from dunning.config import Settings, get_settings
+from dunning.portfolio import portfolio_guard
 
 
 def init_clock(settings: Settings) -> None:
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.write_limiter = WriteRateLimiter.from_settings()
     install_session_hook()
     app.include_router(health.router)
-    app.include_router(v1)
+    # Collectors' tokens act on their own portfolio only (dunning.portfolio).
+    app.include_router(v1, dependencies=[Depends(portfolio_guard)])
     app.include_router(audit_router(AUTH), prefix="/v1")
     instrument_api(app)
     return app

@@ -70,6 +70,8 @@ class CustomerProjection(DunningModel, table=True):
     tags: list[str] = _json(list)
     contact_roles: list[str] = _json(list)
     risk_band: str | None = Field(default=None, sa_type=Text)
+    # the collector whose portfolio this is (dunning.portfolio checks collectors' tokens by it)
+    owner: str | None = Field(default=None, sa_type=Text)
     updated_at: dt.datetime = _ts()
 
 
