@@ -38,6 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The invoice service's app, wired to `settings` (the environment's by default)."""
     settings = settings or get_settings()
     setup_process(SERVICE_NAME)
+    # setup_process routes uvicorn's loggers through ours, and so revives the access log that
+    # uvicorn.run(access_log=False) had switched off: a JSON line per request, ~0.2 ms of CPU.
+    # uvicorn writes it only while the logger has handlers, its own or inherited.
+    access = logging.getLogger("uvicorn.access")
+    if not settings.access_log:
+        access.handlers.clear()
+    access.propagate = settings.access_log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
