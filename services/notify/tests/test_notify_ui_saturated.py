@@ -7,6 +7,7 @@ real listening socket that never writes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import time
@@ -18,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from test_notify_ui import csrf_of, sign_in
-from ui_kit import UiStack, frozen_service, serve, stop, ui_against, ui_stack
+from ui_kit import UiStack, frozen_service, running_stack, serve, stop, ui_against, ui_stack
 
 __all__ = ["ui_stack"]  # the fixture, imported for the tests below
 
@@ -218,3 +219,43 @@ async def test_a_silent_dunning_service_leaves_the_invoices_and_disables_its_for
         assert buttons["Open dispute"] is False  # the invoice service opens disputes
         assert buttons["Save contacts"] is False
         assert buttons["Log response"] is False
+
+
+async def test_a_customer_with_more_invoices_than_an_overview_holds_shows_them_all(
+    pg_server_url: str,
+) -> None:
+    """The rest of a long list is read after the overview (each page within the budget): a
+    customer with 205 invoices, 200 in the overview, shows all 205."""
+    async with running_stack(pg_server_url, "ui_long") as stack:
+        async with stack.admin(stack.invoice) as inv:
+            r = await inv.post(
+                "/v1/customers",
+                json={"name": "Longlist Inc", "currency": "USD", "country": "US", "owner": "carol"},
+                headers={"Idempotency-Key": "long-customer"},
+            )
+            assert r.status_code == 201, r.text
+            customer = r.json()["id"]
+            today = dt.datetime.now(dt.UTC).date()
+            for n in range(1, 206):
+                r = await inv.post(
+                    "/v1/invoices",
+                    json={
+                        "customer_id": customer,
+                        "number": f"L-{n:04d}",
+                        "issue_date": today.isoformat(),
+                        "due_date": (today + dt.timedelta(days=30)).isoformat(),
+                        "currency": "USD",
+                        "total": 100_00,
+                    },
+                    headers={"Idempotency-Key": f"long-{n}"},
+                )
+                assert r.status_code == 201, r.text
+        await stack.create_user("carol")
+        async with ui_against(stack) as c:
+            assert (await sign_in(c, "carol")).status_code == 303
+            r = await c.get(f"/customers/{customer}")
+        assert r.status_code == 200, r.text
+        assert "could not be loaded" not in r.text
+        assert set(re.findall(r"Invoice (L-\d{4}) issued", r.text)) == {
+            f"L-{n:04d}" for n in range(1, 206)
+        }

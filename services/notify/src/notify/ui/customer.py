@@ -14,10 +14,8 @@ from notify.ui.customer_parts import (
     DUNNING_PARTS,
     INVOICE_PARTS,
     SERVICE_OF,
+    Reader,
     copy_here,
-    dunning_part,
-    invoice_part,
-    missing,
     numbers_here,
 )
 from notify.ui.views import (
@@ -98,20 +96,20 @@ async def customer_page(
     if not SAFE_ID.match(customer_id):
         raise NotYours(customer_id)
     cid = {"customer_id": customer_id}
-    problems: dict[str, str] = {}
-    down: dict[str, str] = {}
+    read = Reader(api, customer_id, budget_s)
+    problems = read.problems
     # One part per service, all at once, each call within the budget: the invoice service's
     # and dunning's overviews (each a consistent snapshot of everything they hold about the
     # customer, with the rest of any long list), risk's score and signals, notify's messages
     # and responses. A saturated service costs the page one budget, never the page itself;
     # nothing shows before may_see says yes.
     calls = {
-        "invoice": invoice_part(api, customer_id, budget_s, problems, down),
-        "dunning": dunning_part(api, customer_id, budget_s, problems, down),
-        "score": api.get_or_none("risk", f"/v1/customers/{customer_id}/score", None, budget_s),
-        "signals": api.get_or_none("risk", f"/v1/customers/{customer_id}/signals", None, budget_s),
-        "messages": api.get("notify", "/v1/messages", {**cid, "limit": 200}, budget_s),
-        "responses": api.get("notify", "/v1/responses", {**cid, "limit": 200}, budget_s),
+        "invoice": read.invoice_part(),
+        "dunning": read.dunning_part(),
+        "score": read.get("risk", f"/v1/customers/{customer_id}/score"),
+        "signals": read.get("risk", f"/v1/customers/{customer_id}/signals"),
+        "messages": read.get("notify", "/v1/messages", {**cid, "limit": 200}),
+        "responses": read.get("notify", "/v1/responses", {**cid, "limit": 200}),
     }
     results = dict(zip(calls, await gather_limited(calls.values(), limit=len(calls)), strict=True))
     invoice = results.pop("invoice")
@@ -124,7 +122,7 @@ async def customer_page(
             f"Customer details are notify's copy from {customer['as_of']:%Y-%m-%d %H:%M} UTC: "
             f"{invoice.why}. Reload to try again."
         )
-        missing(problems, down, "invoice", INVOICE_PARTS, invoice)
+        read.missing("invoice", INVOICE_PARTS, invoice)
         got = dict.fromkeys(("balance", "aging", *INVOICE_PARTS))
     elif invoice is None:
         raise NotYours(customer_id)
@@ -134,7 +132,7 @@ async def customer_page(
         raise NotYours(customer_id)
     dunning = results.pop("dunning")
     if isinstance(dunning, ServiceError):
-        missing(problems, down, "dunning", DUNNING_PARTS, dunning)
+        read.missing("dunning", DUNNING_PARTS, dunning)
         got |= dict.fromkeys(DUNNING_PARTS)
     elif dunning is None:  # dunning has not heard of the customer yet: nothing planned
         got |= {"stage": None, "timeline": None, "promises": [], "pauses": []}
@@ -142,7 +140,7 @@ async def customer_page(
         got |= dunning
     for name, result in results.items():
         if isinstance(result, ServiceError):
-            missing(problems, down, SERVICE_OF[name], (name,), result)
+            read.missing(SERVICE_OF[name], (name,), result)
             got[name] = None
         else:
             got[name] = result
@@ -203,7 +201,7 @@ async def customer_page(
         disputes=disputes,
         disputed_elsewhere=disputed_elsewhere,
         pauses=open_pauses(done, today) if in_force is None else in_force,
-        down=down,
+        down=read.down,
     )
 
 

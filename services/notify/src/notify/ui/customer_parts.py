@@ -5,6 +5,7 @@ and notify's own copy of who the customer is and what its invoices are numbered.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -36,18 +37,82 @@ SECTIONS = {
 }
 
 
-def missing(
-    problems: dict[str, str],
-    down: dict[str, str],
-    service: str,
-    parts: tuple[str, ...],
-    exc: ServiceError,
-) -> None:
-    """Each section in `parts` says it could not be loaded and why; the forms that act with
-    `service` say it too (see CustomerPage.blocked)."""
-    for name in parts:
-        problems[name] = f"{SECTIONS[name]} could not be loaded: {exc.why}. Reload to try again."
-    down.setdefault(service, exc.why)
+@dataclass
+class Reader:
+    """The customer page's reads as one user, each call within `budget_s`; what could not be
+    read is collected as a sentence per section (`problems`) and a reason per service
+    (`down`)."""
+
+    api: Api
+    customer_id: str
+    budget_s: float
+    problems: dict[str, str] = field(default_factory=dict)
+    down: dict[str, str] = field(default_factory=dict)
+
+    def missing(self, service: str, parts: tuple[str, ...], exc: ServiceError) -> None:
+        """Each section in `parts` says it could not be loaded and why; the forms that act
+        with `service` say it too (see CustomerPage.blocked)."""
+        for name in parts:
+            self.problems[name] = (
+                f"{SECTIONS[name]} could not be loaded: {exc.why}. Reload to try again."
+            )
+        self.down.setdefault(service, exc.why)
+
+    async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        """A GET within the budget; None when the service does not know the record."""
+        return await self.api.get_or_none(service, path, params, self.budget_s)
+
+    async def invoice_part(self) -> dict[str, Any] | None:
+        """The invoice service's overview, with the rest of any list longer than its first
+        page; None when the service does not know the customer."""
+        overview = await self.get("invoice", f"/v1/customers/{self.customer_id}/overview")
+        if overview is None:
+            return None
+        names = ("invoices", "payments", "disputes")
+        lists = await asyncio.gather(
+            *(self._the_rest("invoice", f"/v1/{name}", {}, overview[name], name) for name in names)
+        )
+        return {
+            "customer": overview["customer"],
+            "balance": overview["balance"],
+            "aging": overview["aging"],
+            **dict(zip(names, lists, strict=True)),
+        }
+
+    async def dunning_part(self) -> dict[str, Any] | None:
+        """Dunning's overview (stage, timeline), with its promises and the pauses in force
+        (every kind: manual, dispute, promise, in transit); None when dunning has not heard
+        of the customer."""
+        overview = await self.get("dunning", f"/v1/customers/{self.customer_id}/overview")
+        if overview is None:
+            return None
+        promises, pauses = await asyncio.gather(
+            self._the_rest("dunning", "/v1/promises", {}, overview["promises"], "promises"),
+            self._the_rest(
+                "dunning", "/v1/pauses", {"active": "true"}, overview["pauses"], "pauses"
+            ),
+        )
+        return {
+            "stage": overview["stage"],
+            "timeline": overview["timeline"],
+            "promises": promises,
+            "pauses": pauses,
+        }
+
+    async def _the_rest(
+        self, service: str, path: str, params: dict[str, Any], first: dict[str, Any], name: str
+    ) -> list[Any] | None:
+        """The first page an overview gave, and the rest of the list when there is more (a
+        customer with hundreds of invoices); None, and the sentence, when the rest fails."""
+        items: list[Any] = list(first["items"])
+        if first.get("next_cursor"):
+            query = {**params, "customer_id": self.customer_id, "cursor": first["next_cursor"]}
+            try:
+                items += await self.api.all_pages(service, path, query, self.budget_s)
+            except ServiceError as exc:
+                self.missing(service, (name,), exc)
+                return None
+        return items
 
 
 async def copy_here(
@@ -83,101 +148,3 @@ async def numbers_here(session: AsyncSession, customer_id: str) -> dict[str, str
         )
     )
     return {r.id: r.number for r in rows}
-
-
-async def invoice_part(
-    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
-) -> dict[str, Any] | None:
-    """The invoice service's overview, with the rest of any list longer than its first page;
-    None when the service does not know the customer."""
-    overview = await api.get_or_none(
-        "invoice", f"/v1/customers/{customer_id}/overview", None, budget_s
-    )
-    if overview is None:
-        return None
-    cid = {"customer_id": customer_id}
-    lists = await asyncio.gather(
-        *(
-            _the_rest(api, "invoice", path, cid, overview[name], budget_s, problems, down, name)
-            for name, path in (
-                ("invoices", "/v1/invoices"),
-                ("payments", "/v1/payments"),
-                ("disputes", "/v1/disputes"),
-            )
-        )
-    )
-    return {
-        "customer": overview["customer"],
-        "balance": overview["balance"],
-        "aging": overview["aging"],
-        **dict(zip(("invoices", "payments", "disputes"), lists, strict=True)),
-    }
-
-
-async def dunning_part(
-    api: Api, customer_id: str, budget_s: float, problems: dict[str, str], down: dict[str, str]
-) -> dict[str, Any] | None:
-    """Dunning's overview (stage, timeline), with its promises and the pauses in force (every
-    kind: manual, dispute, promise, in transit); None when dunning has not heard of the
-    customer."""
-    overview = await api.get_or_none(
-        "dunning", f"/v1/customers/{customer_id}/overview", None, budget_s
-    )
-    if overview is None:
-        return None
-    cid = {"customer_id": customer_id}
-    promises, pauses = await asyncio.gather(
-        _the_rest(
-            api,
-            "dunning",
-            "/v1/promises",
-            cid,
-            overview["promises"],
-            budget_s,
-            problems,
-            down,
-            "promises",
-        ),
-        _the_rest(
-            api,
-            "dunning",
-            "/v1/pauses",
-            {**cid, "active": "true"},
-            overview["pauses"],
-            budget_s,
-            problems,
-            down,
-            "pauses",
-        ),
-    )
-    return {
-        "stage": overview["stage"],
-        "timeline": overview["timeline"],
-        "promises": promises,
-        "pauses": pauses,
-    }
-
-
-async def _the_rest(
-    api: Api,
-    service: str,
-    path: str,
-    params: dict[str, Any],
-    first: dict[str, Any],
-    budget_s: float,
-    problems: dict[str, str],
-    down: dict[str, str],
-    name: str,
-) -> list[Any] | None:
-    """The first page an overview gave, and the rest of the list when there is more (a
-    customer with hundreds of invoices); None, and the sentence, when the rest fails."""
-    items: list[Any] = list(first["items"])
-    if first.get("next_cursor"):
-        try:
-            items += await api.all_pages(
-                service, path, {**params, "cursor": first["next_cursor"]}, budget_s
-            )
-        except ServiceError as exc:
-            missing(problems, down, service, (name,), exc)
-            return None
-    return items
