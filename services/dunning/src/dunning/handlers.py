@@ -54,6 +54,7 @@ from dunning.service.cache import (
     note_released,
 )
 from dunning.service.holds import release_if_cleared
+from dunning.service.issue import insert_issued
 from dunning.service.schedule import open_invoice_ids, recompute, recompute_invoice
 
 IN_TRANSIT_HOLD = dt.timedelta(days=7)
@@ -157,24 +158,24 @@ async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_i
     if customer is None:
         await _hold(session, f"customer:{event.customer_id}", event, event_id)
         return
-    invoice = await session.get(InvoiceProjection, event.invoice_id)
-    new = invoice is None
-    if invoice is None:
-        invoice = InvoiceProjection(
-            id=event.invoice_id,
-            customer_id=event.customer_id,
-            number=event.number,
-            kind=event.kind,
-            issue_date=event.issue_date,
-            due_date=event.due_date,
-            total=event.total,
-            balance=event.balance,
-            currency=event.currency,
-            status="open" if event.balance else "paid",
-        )
-        session.add(invoice)
-        await session.flush()
-    await recompute_invoice(session, invoice, clock.now(), new=new)
+    issued = InvoiceProjection(
+        id=event.invoice_id,
+        customer_id=event.customer_id,
+        number=event.number,
+        kind=event.kind,
+        issue_date=event.issue_date,
+        due_date=event.due_date,
+        total=event.total,
+        balance=event.balance,
+        currency=event.currency,
+        status="open" if event.balance else "paid",
+    )
+    now = clock.now()
+    # New (nearly always): the invoice and its steps in one statement. Known already: as it is.
+    if not await insert_issued(session, issued, customer, now):
+        invoice = await session.get(InvoiceProjection, event.invoice_id)
+        assert invoice is not None  # it was there a statement ago, and nothing deletes one
+        await recompute_invoice(session, invoice, now)
     await _release_held(session, f"invoice:{event.invoice_id}")
 
 

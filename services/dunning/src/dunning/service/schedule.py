@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,20 +175,34 @@ async def recompute(session: AsyncSession, invoice_id: str, now: dt.datetime) ->
 
 
 async def recompute_invoice(
-    session: AsyncSession, invoice: InvoiceProjection, now: dt.datetime, *, new: bool = False
+    session: AsyncSession, invoice: InvoiceProjection, now: dt.datetime
 ) -> None:
-    """`recompute()` of an invoice the caller holds. `new`: the caller inserted it in this
-    transaction, so it has no rows yet (one query less)."""
+    """`recompute()` of an invoice the caller holds."""
     if invoice.status in CLOSED or invoice.balance == 0:
-        if not new:
-            await cancel_pending(session, invoice.id, f"invoice is {invoice.status}")
+        await cancel_pending(session, invoice.id, f"invoice is {invoice.status}")
         return
     customer = await customer_of(session, invoice.customer_id)
     if customer is None:
         return
     # The rows first (locked), then the plan from the emitted ones among them.
-    steps = [] if new else (await session.execute(_STEPS_OF, {"invoice_id": invoice.id})).all()
+    steps = (await session.execute(_STEPS_OF, {"invoice_id": invoice.id})).all()
     policy = await resolve_policy(session, customer, invoice.total)
+    inserts, updates = step_rows(invoice, customer, policy, steps, now)
+    if inserts:
+        await session.execute(_INSERT_STEPS, inserts)
+    if updates:
+        await session.execute(_UPDATE_STEPS, updates)
+
+
+def step_rows(
+    invoice: InvoiceProjection,
+    customer: CustomerProjection,
+    policy: ResolvedPolicy,
+    steps: Sequence[Any],
+    now: dt.datetime,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows to insert and the changes (by `step_id`) that bring `steps`, the invoice's
+    rows as they are, in line with its plan under `policy`."""
     fired = {s.step_key: s.emitted_at or s.send_at for s in steps if s.status == "emitted"}
     planned = plan(facts_of(invoice, customer), policy.spec, fired=fired)
     rows = {s.step_key: s for s in steps}
@@ -249,9 +264,7 @@ async def recompute_invoice(
         traceparent = current_trace_headers().get("traceparent")
         for values in inserts:
             values["traceparent"] = traceparent
-        await session.execute(_INSERT_STEPS, inserts)
-    if updates:
-        await session.execute(_UPDATE_STEPS, updates)
+    return inserts, updates
 
 
 #: The columns a recompute sets on an existing row.
