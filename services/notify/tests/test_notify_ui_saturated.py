@@ -200,6 +200,13 @@ async def test_silent_invoice_and_dunning_services_cost_the_page_one_budget_not_
         assert buttons["Place credit hold"] is True
         assert buttons["Log response"] is False
         assert re.search(r"score <strong>\d+</strong> / 100", page)
+        # The worklist is risk's; dunning only freshens its rows, within the same budget.
+        started = time.perf_counter()
+        worklist = await c.get("/")
+        assert worklist.status_code == 200
+        assert time.perf_counter() - started < budget + SLACK_S
+        assert "The dunning service did not answer within 2 s; try again." in worklist.text
+        assert "Acme Tools GmbH" in worklist.text
 
 
 async def test_a_silent_dunning_service_leaves_the_invoices_and_disables_its_forms(

@@ -67,6 +67,7 @@ async def worklist_page(
                 stage=stage or None,
                 currency=(currency or "").upper() or None,
                 cursor=cursor or None,
+                budget_s=_budget_s(request),
             )
         except ServiceError as exc:
             raise PageError(exc.sentence, exc.status, user) from exc

@@ -63,7 +63,8 @@ class UiSettings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("NOTIFY_UI_PAGE_CALL_BUDGET_S", "page_call_budget_s"),
         description=(
-            "seconds each read behind the customer page may take; a section whose service is"
-            " slower (or answers 5xx) says so and the page shows the rest"
+            "seconds each read behind a page (the customer page, the worklist's dunning part,"
+            " an action's owner check) may take; a section whose service is slower, or answers"
+            " 5xx, says so and the page shows the rest"
         ),
     )

@@ -82,6 +82,7 @@ async def worklist(
     currency: str | None = None,
     cursor: str | None = None,
     limit: int | None = None,
+    budget_s: float | None = None,
 ) -> WorkList:
     """One page of the user's customers with their risk, overdue amount and stage, in
     working order (disputed or promised last, then band, then overdue amount)."""
@@ -100,8 +101,9 @@ async def worklist(
     ids = [r.id for r in rows]
     if ids:
         try:
-            # Dunning's word on stage, hold and promises (one made a minute ago included).
-            now = await api.get("dunning", "/v1/stages", {"customer_id": ids})
+            # Dunning's word on stage, hold and promises (one made a minute ago included),
+            # within the page's budget: risk's rows are the page, this only freshens them.
+            now = await api.get("dunning", "/v1/stages", {"customer_id": ids}, budget_s)
             by_id = {d["customer_id"]: d for d in now["items"]}
             for r in rows:
                 d = by_id.get(r.id)
