@@ -26,10 +26,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.runs: list[int] = []
+        self.run_ids: list[list[str]] = []
         self.singles: Counter[str] = Counter()
 
     async def run(self, session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
         self.runs.append(len(deliveries))
+        self.run_ids.append([env.id for _, env in deliveries])
         rows = []
         for event, env in deliveries:
             assert isinstance(event, InvoiceIssued)
@@ -44,8 +46,10 @@ class Recorder:
         bootstrap: str,
         topic: str,
         outcomes: list[Outcome],
+        *,
+        across_partitions: bool = False,
     ) -> EventConsumer:
-        return make_consumer(
+        consumer = make_consumer(
             sessions,
             bootstrap,
             topic,
@@ -53,11 +57,15 @@ class Recorder:
             run_handler=self.run,
             outcomes=outcomes,
         )
+        consumer.runs_across_partitions = across_partitions
+        consumer.poll_linger_s = 0.1 if across_partitions else 0.0
+        return consumer
 
     async def single(self, session: AsyncSession, event: Event, env: Envelope) -> None:
         self.singles[env.id] += 1
         await self.run(session, [Delivery(event, env)])
         self.runs.pop()
+        self.run_ids.pop()
 
 
 async def test_a_run_is_applied_in_one_call_with_an_inbox_row_per_event(
@@ -125,3 +133,35 @@ async def test_a_failing_record_in_a_run_is_found_retried_alone_and_dead_lettere
             await s.execute(select(func.count()).where(INBOX_TABLE.c.event_id == bad.id))
         ).scalar_one()
     assert inbox == 0
+
+
+async def test_a_poll_across_partitions_is_one_run_and_a_failure_falls_back_per_partition(
+    sessions: async_sessionmaker[AsyncSession], kafka_bootstrap: str, fresh_topic: str
+) -> None:
+    """runs_across_partitions: a poll's records of several partitions go to the run handler
+    together; when one of them fails, each partition is worked on its own, as without."""
+    first = [envelope(f"cus_{i % 12}", 100 + i) for i in range(36)]  # 12 keys, 6 partitions
+    await produce(kafka_bootstrap, fresh_topic, [wire(e) for e in first])
+    recorder, outcomes = Recorder(), list[Outcome]()
+    consumer = recorder.consumer(
+        sessions, kafka_bootstrap, fresh_topic, outcomes, across_partitions=True
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        while len(outcomes) < 36:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+        bad = envelope("cus_3", 13)
+        second = [envelope(f"cus_{i % 12}", 200 + i) for i in range(12)]
+        await produce(kafka_bootstrap, fresh_topic, [wire(e) for e in [bad, *second]])
+    finally:
+        await run_until(task, stop, lambda: _async(len(outcomes) >= 49))
+    assert await effect_counts(sessions) == Counter({e.id: 1 for e in [*first, *second]})
+    assert [o.status for o in outcomes if o.event_id == bad.id] == ["dead_lettered"]
+    async with sessions() as s:
+        partition_of = dict(
+            (await s.execute(select(INBOX_TABLE.c.event_id, INBOX_TABLE.c.partition))).all()
+        )
+    spans = [{partition_of[i] for i in ids if i in partition_of} for ids in recorder.run_ids]
+    assert max(len(p) for p in spans) > 1  # a run that took records of several partitions

@@ -13,6 +13,8 @@ and nothing is dead-lettered for it.
 A service whose handlers can apply many events in one go for less than one at a time (one
 lock, one read and one write per customer instead of one per event) passes `run_handler`:
 see `RunHandler`. The handlers map stays the table of contents and serves single records.
+Under a trickle of events, where each poll brings a record or two, `poll_linger_ms` and
+`runs_across_partitions` make those runs longer: fewer transactions for a little latency.
 """
 
 from __future__ import annotations
@@ -64,6 +66,21 @@ RunHandler = Callable[[AsyncSession, Sequence[Delivery]], Awaitable[None]]
 #: A record of a run, read: the record, its envelope and its event (None: a type this
 #: consumer does not handle).
 _Work = tuple[ConsumerRecord[bytes, bytes], Envelope, Event | None]
+
+#: What one poll brought: each partition's records, in order.
+_Poll = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+#: Records asked of one poll (aiokafka's getmany), over all assigned partitions.
+_POLL_RECORDS = 500
+
+
+class _RunFailed(Exception):
+    """A run's transaction failed (rolled back): `error`, and `at`, the index of the record
+    whose handler raised, when one can be named."""
+
+    def __init__(self, error: Exception, at: int | None) -> None:
+        super().__init__(str(error))
+        self.error, self.at = error, at
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,8 @@ class EventConsumer:
         partition_concurrency: int = 4,
         batch_size: int = 50,
         run_handler: RunHandler | None = None,
+        poll_linger_ms: int = 0,
+        runs_across_partitions: bool = False,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -166,6 +185,14 @@ class EventConsumer:
         # its records are applied one transaction each, with the retries and dead-lettering
         # of a single record. 1 turns batching off.
         self.batch_size = max(batch_size, 1)
+        # A poll that brought fewer than `batch_size` records waits this long, once, for more
+        # before they are applied: under a trickle, more records per transaction for that
+        # much latency. 0: what a poll brought is applied at once.
+        self.poll_linger_s = poll_linger_ms / 1000
+        # With a run handler: the records a poll brought for all partitions are first tried
+        # as one run (each partition's in order); if they cannot be, or fail, each partition
+        # is worked on its own as usual (splits, retries, dead letters).
+        self.runs_across_partitions = runs_across_partitions and run_handler is not None
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._lag_at = 0.0
@@ -191,20 +218,23 @@ class EventConsumer:
         try:
             while not stop.is_set():
                 heartbeat.beat()
-                batch = await consumer.getmany(timeout_ms=200, max_records=500)
+                batch = await consumer.getmany(timeout_ms=200, max_records=_POLL_RECORDS)
+                if batch and self.poll_linger_s:
+                    batch = await self._linger(consumer, batch)
                 await self._measure_lag(consumer)
                 if not batch:
                     continue
                 async with self._lock:
-                    # Partitions are independent (a customer's events share one), so they are
-                    # worked concurrently while each keeps its own order: the database round
-                    # trips of one overlap the CPU work of another.
-                    await asyncio.gather(
-                        *(
-                            self._process_partition(tp, records, producer, stop)
-                            for tp, records in batch.items()
+                    if not await self._apply_poll(batch, stop):
+                        # Partitions are independent (a customer's events share one), so they
+                        # are worked concurrently while each keeps its own order: the database
+                        # round trips of one overlap the CPU work of another.
+                        await asyncio.gather(
+                            *(
+                                self._process_partition(tp, records, producer, stop)
+                                for tp, records in batch.items()
+                            )
                         )
-                    )
                     await self._commit()
         finally:
             with contextlib.suppress(Exception):
@@ -213,6 +243,46 @@ class EventConsumer:
             await producer.stop()
             await consumer.stop()
             self._consumer = None
+
+    async def _linger(self, consumer: AIOKafkaConsumer, batch: _Poll) -> _Poll:
+        """A small poll, topped up once after `poll_linger_s` with what arrived meanwhile
+        (appended in order per partition); partitions revoked during the wait are dropped:
+        their new owner reads them from the last committed offset."""
+        count = sum(len(records) for records in batch.values())
+        if count >= min(self.batch_size, _POLL_RECORDS):
+            return batch
+        await asyncio.sleep(self.poll_linger_s)
+        more = await consumer.getmany(timeout_ms=0, max_records=_POLL_RECORDS - count)
+        merged = {tp: list(records) for tp, records in batch.items()}
+        for tp, records in more.items():
+            merged.setdefault(tp, []).extend(records)
+        assigned = consumer.assignment()
+        return {tp: records for tp, records in merged.items() if tp in assigned}
+
+    async def _apply_poll(self, batch: _Poll, stop: asyncio.Event) -> bool:
+        """With `runs_across_partitions`: every record of the poll as one run (one
+        transaction). False, with nothing applied, when that is not tried or fails: then the
+        partitions are worked on their own."""
+        if not self.runs_across_partitions or len(batch) < 2 or stop.is_set():
+            return False
+        work: list[_Work] = []
+        for records in batch.values():
+            readable = self._readable_prefix(records)
+            if len(readable) < len(records):  # one to dead-letter: the partition's own path
+                return False
+            work += readable
+        if len(work) > self.batch_size:
+            return False
+        heartbeat.beat()
+        try:
+            outcomes = await self._apply_work(work)
+        except _RunFailed as failed:
+            self._log_failed_run("consumer.poll_run_failed", len(work), failed)
+            return False
+        for tp, records in batch.items():
+            self._pending[tp] = records[-1].offset + 1
+        self._report_many(outcomes)
+        return True
 
     async def _process_partition(
         self,
@@ -356,6 +426,18 @@ class EventConsumer:
         work = self._readable_prefix(records)
         if not work:
             return 0, None
+        try:
+            outcomes = await self._apply_work(work)
+        except _RunFailed as failed:
+            self._log_failed_run("consumer.batch_split", len(work), failed)
+            return await self._split(records[: len(work)], failed.at, failed.error)
+        self._report_many(outcomes)
+        return len(work), None
+
+    async def _apply_work(self, work: Sequence[_Work]) -> list[Outcome]:
+        """One transaction: the inbox rows of `work`, then its new events' effects (the run
+        handler for more than one, else each record's handler). Their outcomes, to report
+        once committed; `_RunFailed` when the transaction failed."""
         # The record to blame for a failure, when one can be: the one whose handler raised.
         # A run handler's failure, the inbox insert's or the commit's names none.
         at: int | None = None
@@ -381,16 +463,12 @@ class EventConsumer:
                         await self._handle(session, record, envelope, event)
                     at = None  # from here on, a failure is the commit's
         except Exception as exc:
-            log.info(
-                "consumer.batch_split",
-                consumer=self.name,
-                records=len(work),
-                failed_at=at,
-                error=f"{type(exc).__name__}: {exc}"[:500],
-            )
-            return await self._split(records[: len(work)], at, exc)
-        self._report_many(outcomes)
-        return len(work), None
+            raise _RunFailed(exc, at) from exc
+        return outcomes
+
+    def _log_failed_run(self, what: str, records: int, failed: _RunFailed) -> None:
+        error = f"{type(failed.error).__name__}: {failed.error}"[:500]
+        log.info(what, consumer=self.name, records=records, failed_at=failed.at, error=error)
 
     async def _split(
         self, records: list[ConsumerRecord[bytes, bytes]], at: int | None, exc: Exception
@@ -454,17 +532,19 @@ class EventConsumer:
         """The run handler, under one span linked to every record's trace (a run spans many
         traces; each invoice's trace can still be followed into this consumer)."""
         assert self.run_handler is not None
-        topic = work[0][0].topic
+        topics = sorted({record.topic for record, _, _ in work})
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.consumer.group.name": self.name,
+            "messaging.batch.message_count": len(deliveries),
+        }
+        if len(topics) == 1:  # a run across partitions may span topics
+            attributes["messaging.destination.name"] = topics[0]
         with tracer.start_as_current_span(
-            f"{topic} process",
+            f"{' '.join(topics)} process",
             kind=SpanKind.CONSUMER,
             links=links_to(d.envelope.traceparent for d in deliveries),
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": self.name,
-                "messaging.destination.name": topic,
-                "messaging.batch.message_count": len(deliveries),
-            },
+            attributes=attributes,
         ):
             await self.run_handler(session, deliveries)
 
