@@ -9,9 +9,11 @@ import os
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
-from invoice.models import Invoice, PaymentCreate
-from invoice.service import record_payment
+from invoice.models import Invoice, InvoiceCreate, PaymentCreate
+from invoice.service import issue_invoice, record_payment
+from invoice.service.sql import driver_connection
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -166,3 +168,30 @@ async def test_outside_a_request_the_write_is_in_the_callers_transaction_and_its
     assert await counts(engine) == before
     stored = await _rows(engine, "SELECT balance FROM invoice WHERE id = :i", i=invoice["id"])
     assert stored == [{"balance": 10000}]
+
+
+async def test_a_connection_lost_under_the_write_is_a_503_and_leaves_the_pool(
+    client: httpx.AsyncClient, app: FastAPI, engine: AsyncEngine
+) -> None:
+    """The server going away mid-write (here: the backend terminated) is the database being
+    unavailable, as on the ORM path: ConnectionError (problems.py: 503 database-unavailable),
+    and the dead connection is not handed to the next request."""
+    customer = await new_customer(client)
+    maker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+
+    async def write_on_a_terminated_connection() -> None:
+        async with maker() as session, session.begin():
+            pid = (await driver_connection(session)).get_server_pid()
+            async with engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            await issue_invoice(
+                session=session,
+                data=InvoiceCreate.model_validate(invoice_payload(customer["id"])),
+            )
+
+    with pytest.raises(ConnectionError):
+        await write_on_a_terminated_connection()
+    pool_size: int = engine.sync_engine.pool.size()  # type: ignore[attr-defined]
+    for _ in range(pool_size):  # whichever connection comes next
+        r = await client.post("/v1/invoices", json=invoice_payload(customer["id"]))
+        assert r.status_code == 201, r.text

@@ -49,7 +49,7 @@ async def issue_invoice(
     loaded by bulk import; the event says so, and notify does not deliver such invoices again.
     """
     conn = await driver_connection(session)
-    async with translated():
+    async with translated(session):
         customer = await lock_customer_of(conn, data)
         priced = price_invoice(data, customer)
         invoice = new_invoice(data, customer, priced)

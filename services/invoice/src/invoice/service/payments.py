@@ -56,7 +56,7 @@ async def record_payment(
     `imported`: another system's history loaded by bulk import (the event says so).
     """
     conn = await driver_connection(session)
-    async with translated():
+    async with translated(session):
         customer = await lock_customer_of(conn, data)
         check_payment_currency(data, customer)
         if data.allocations is None:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import asyncpg
 from asyncpg.exceptions._base import DataError as ArgumentError
+from asyncpg.exceptions._base import InternalClientError
 from duewise_events.catalogue import Event
 from duewise_events.envelope import Envelope
 from duewise_events.tracing import current_trace_headers
@@ -32,6 +33,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from invoice.models import OUTBOX
+
+#: What a server going away (shutdown, crash, restart) surfaces as on a raw connection: a
+#: closed-connection or protocol-state error from asyncpg itself, a socket error, or a
+#: server error of class 08 (connection) or 57P (shutting down, crashed, starting).
+_LOST = (asyncpg.InterfaceError, InternalClientError, OSError, asyncpg.PostgresError)
+
+
+def _lost(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate).startswith(("08", "57P"))
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # as SQLAlchemy's asyncpg dialect tells a disconnect
+    return True
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -52,8 +66,9 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 
 
 @contextlib.asynccontextmanager
-async def translated() -> AsyncIterator[None]:
-    """asyncpg's integrity and data errors as the problems the ORM path answered with."""
+async def translated(session: AsyncSession) -> AsyncIterator[None]:
+    """asyncpg's errors as the ORM path met them: integrity and data errors as the problems
+    it answered with, a lost connection discarded from the pool and answered with a 503."""
     try:
         yield
     except asyncpg.IntegrityConstraintViolationError as exc:
@@ -75,6 +90,15 @@ async def translated() -> AsyncIterator[None]:
             "a value in the request cannot be stored" + (f" ({reason})" if reason else ""),
             code="invalid-value",
         ) from exc
+    except _LOST as exc:
+        if not _lost(exc):
+            raise
+        # SQLAlchemy did not see this error, so it would put the dead connection back in the
+        # pool (as db._discard_broken_connection explains for InternalClientError): drop it.
+        with contextlib.suppress(Exception):
+            await (await session.connection()).invalidate()
+        # A ConnectionError is problems.py's "database unavailable": 503 with Retry-After.
+        raise ConnectionError(f"database connection lost: {exc!r}") from exc
 
 
 def sync_loaded(session: AsyncSession, model: type[Any], ident: str, **values: Any) -> None:
