@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from duewise_service.db import PoolSettings, make_engine
+from duewise_service.db import PoolSettings, make_engine, worker_sessions
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .factories import invoice_payload, new_customer
@@ -48,10 +48,16 @@ async def test_a_request_waits_a_short_while_for_a_connection_then_gets_503(
     assert "idempotent-replayed" not in r.headers
 
 
-def test_the_wait_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_wait_is_a_setting_for_requests_not_for_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DUEWISE_DB_POOL_TIMEOUT_S", "0.25")
     assert PoolSettings().db_pool_timeout_s == 0.25
     url = "postgresql+asyncpg://nobody@127.0.0.1:1/none"  # never connected to
     assert make_engine(url).sync_engine.pool.timeout() == 0.25  # type: ignore[attr-defined]
     explicit = make_engine(url, pool_timeout_s=5).sync_engine.pool
     assert explicit.timeout() == 5  # type: ignore[attr-defined]
+    # A relay or consumer has no client waiting: it waits as long as SQLAlchemy always did.
+    async with worker_sessions(url) as sessions:
+        worker_pool = sessions.kw["bind"].sync_engine.pool
+        assert worker_pool.timeout() == 30.0

@@ -36,6 +36,10 @@ class PoolSettings(BaseSettings):
     )
 
 
+#: How long a background process waits for a pooled connection (SQLAlchemy's default).
+WORKER_POOL_TIMEOUT_S = 30.0
+
+
 def make_engine(
     url: str, *, pool_size: int = 10, pool_timeout_s: float | None = None
 ) -> AsyncEngine:
@@ -74,8 +78,11 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def worker_sessions(
     url: str, *, pool_size: int = 2
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions for a background process (relay, consumer, scheduler); disposed on exit."""
-    engine = make_engine(url, pool_size=pool_size)
+    """Sessions for a background process (relay, consumer, scheduler); disposed on exit.
+
+    No client is waiting on a worker, so it keeps SQLAlchemy's patient 30 s for a
+    connection instead of the short wait that turns a request into a 503."""
+    engine = make_engine(url, pool_size=pool_size, pool_timeout_s=WORKER_POOL_TIMEOUT_S)
     try:
         yield make_sessionmaker(engine)
     finally:
