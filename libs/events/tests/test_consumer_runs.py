@@ -6,9 +6,11 @@ alone and dead-lettered while the records around it are applied."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Sequence
 
+from aiokafka import AIOKafkaProducer
 from duewise_events import topic_reader
 from duewise_events.catalogue import Event, InvoiceIssued
 from duewise_events.consumer import Delivery, EventConsumer, Outcome
@@ -141,7 +143,17 @@ async def test_a_poll_across_partitions_is_one_run_and_a_failure_falls_back_per_
     """runs_across_partitions: a poll's records of several partitions go to the run handler
     together; when one of them fails, each partition is worked on its own, as without."""
     first = [envelope(f"cus_{i % 12}", 100 + i) for i in range(36)]  # 12 keys, 6 partitions
-    await produce(kafka_bootstrap, fresh_topic, [wire(e) for e in first])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:  # written 1 ms apart: the order a run across partitions should keep
+        t0 = int(time.time() * 1000) - 1000
+        for i, e in enumerate(first):
+            key, value, headers = wire(e)
+            await producer.send_and_wait(
+                fresh_topic, value=value, key=key, headers=headers, timestamp_ms=t0 + i
+            )
+    finally:
+        await producer.stop()
     recorder, outcomes = Recorder(), list[Outcome]()
     consumer = recorder.consumer(
         sessions, kafka_bootstrap, fresh_topic, outcomes, across_partitions=True
@@ -165,3 +177,8 @@ async def test_a_poll_across_partitions_is_one_run_and_a_failure_falls_back_per_
         )
     spans = [{partition_of[i] for i in ids if i in partition_of} for ids in recorder.run_ids]
     assert max(len(p) for p in spans) > 1  # a run that took records of several partitions
+    # ... in the order they were written, across partitions
+    written = {e.id: i for i, e in enumerate(first)}
+    for ids in recorder.run_ids:
+        order = [written[i] for i in ids if i in written]
+        assert order == sorted(order)

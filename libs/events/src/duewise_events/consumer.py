@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import heapq
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -265,12 +266,16 @@ class EventConsumer:
         partitions are worked on their own."""
         if not self.runs_across_partitions or len(batch) < 2 or stop.is_set():
             return False
-        work: list[_Work] = []
+        works: list[list[_Work]] = []
         for records in batch.values():
             readable = self._readable_prefix(records)
             if len(readable) < len(records):  # one to dead-letter: the partition's own path
                 return False
-            work += readable
+            works.append(readable)
+        # Interleaved by the time the records were written (each partition's own order kept,
+        # as merge only ever takes the head of a list): a reminder on one topic written after
+        # its invoice on another is applied after it, as it happened.
+        work = list(heapq.merge(*works, key=lambda w: w[0].timestamp))
         if len(work) > self.batch_size:
             return False
         heartbeat.beat()
