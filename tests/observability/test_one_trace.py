@@ -293,9 +293,10 @@ async def _assert_metrics(stack: Stack, before: str) -> None:
 
 def test_a_risk_batch_span_links_every_records_trace() -> None:
     """Risk applies a partition's records in one transaction: its span cannot be the child of
-    each record's, so it links to each distinct trace (and skips records without one)."""
+    each record's, so it links to each distinct trace (and skips records without one); the
+    library's run span (EventConsumer's run_handler) does this with links_to."""
     from duewise_events.envelope import Envelope
-    from risk.consumer import _links
+    from duewise_events.tracing import links_to
 
     def envelope(traceparent: str | None) -> Envelope:
         return Envelope(
@@ -309,7 +310,7 @@ def test_a_risk_batch_span_links_every_records_trace() -> None:
         )
 
     a, b = (f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01" for _ in range(2))
-    links = _links([envelope(a), envelope(b), envelope(a), envelope(None)])
+    links = links_to(e.traceparent for e in [envelope(a), envelope(b), envelope(a), envelope(None)])
     assert [format(link.context.trace_id, "032x") for link in links] == [
         a.split("-")[1],
         b.split("-")[1],
