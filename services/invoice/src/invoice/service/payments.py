@@ -71,13 +71,13 @@ async def record_payment(
             plan = _take_oldest_first(found, data.amount)
         else:
             plan = plan_allocations(data, customer, {inv.id: inv for inv in found})
-        payment = new_payment(data, customer, plan)
+        payment = new_payment(data, customer, plan, snapshot=True)
         allocations: list[Allocation] = []
         snapshots: list[AllocationSnapshot] = []
         for position, (invoice, amount) in enumerate(plan):
             invoice.settle(amount)
             allocations.append(
-                Allocation(
+                Allocation.model_construct(
                     payment_id=payment.id, invoice_id=invoice.id, amount=amount, position=position
                 )
             )
@@ -102,7 +102,8 @@ async def record_payment(
 
 @dataclass(frozen=True)
 class Recorded:
-    """A just-recorded payment and its allocations (written, not in the identity map)."""
+    """A just-recorded payment and its allocations: read-only snapshots of the rows written
+    (not in the session; load the payment to change it)."""
 
     payment: Payment
     allocations: list[Allocation]
@@ -395,11 +396,17 @@ def plan_allocations(
 
 
 def new_payment(
-    data: PaymentCreate, customer: CustomerTerms, plan: Sequence[tuple[Payable, int]]
+    data: PaymentCreate,
+    customer: CustomerTerms,
+    plan: Sequence[tuple[Payable, int]],
+    *,
+    snapshot: bool = False,
 ) -> Payment:
-    """The payment row (not yet added to the session) for a checked `data` and its plan."""
+    """The payment row (not yet added to the session) for a checked `data` and its plan;
+    `snapshot` as `service.invoices.new_invoice`."""
     allocated = sum(amount for _, amount in plan)
-    return Payment(
+    make = Payment.model_construct if snapshot else Payment
+    return make(
         customer_id=customer.id,
         unallocated=data.amount - allocated,
         **data.model_dump(exclude={"customer_id", "customer_external_id", "allocations"}),
