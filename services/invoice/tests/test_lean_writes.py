@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -195,3 +197,21 @@ async def test_a_connection_lost_under_the_write_is_a_503_and_leaves_the_pool(
     for _ in range(pool_size):  # whichever connection comes next
         r = await client.post("/v1/invoices", json=invoice_payload(customer["id"]))
         assert r.status_code == 201, r.text
+
+
+def test_a_fresh_process_reads_snapshot_rows_before_any_orm_use() -> None:
+    """The first request of a new API process may be an invoice: its rows are built with
+    model_construct, whose attributes need the mappers configured (invoice.models does it)."""
+    code = (
+        "from invoice.models import InvoiceCreate\n"
+        "from invoice.service.invoices import new_invoice, new_lines, price_invoice\n"
+        "from invoice.service.sql import LockedCustomer\n"
+        "c = LockedCustomer('cus_1', None, 'EUR', {}, 30)\n"
+        "d = InvoiceCreate(customer_id='cus_1', number='N', issue_date='2026-01-01',\n"
+        "    currency='EUR', lines=[{'description': 'a', 'quantity': 2, 'unit_price': 5}])\n"
+        "p = price_invoice(d, c)\n"
+        "i = new_invoice(d, c, p, snapshot=True)\n"
+        "assert new_lines(i, d, p, snapshot=True)[0].invoice_id == i.id\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from duewise_events.outbox import Outbox
 from duewise_events.tables import inbox_table, outbox_table
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import SQLModel
 
 from invoice.models.auth import API_TOKEN_TABLE, IDEMPOTENCY_TABLE
@@ -48,6 +49,12 @@ from invoice.models.payments import (
     PaymentPublic,
     PaymentReverse,
 )
+
+# Every table model is defined: set up their mappers now rather than at the first ORM use.
+# The lean write path reads rows built with model_construct (service.invoices.new_invoice),
+# whose attributes work only once the mappers are configured, and a fresh process's first
+# request may be such a write.
+configure_mappers()
 
 OUTBOX_TABLE = outbox_table(SQLModel.metadata)
 INBOX_TABLE = inbox_table(SQLModel.metadata)
