@@ -12,6 +12,8 @@ from duewise_events.catalogue import (
     CustomerUpdated,
     DisputeResolved,
     Event,
+    InvoiceIssued,
+    PaymentReceived,
     RiskScoreChanged,
 )
 from duewise_events.envelope import Envelope
@@ -36,6 +38,8 @@ STATE = {
     " FROM scheduled_step",
     "pause": "SELECT invoice_id, kind, ref, lifted_at FROM pause",
     "outbox": "SELECT type, key, payload FROM outbox",
+    "promise": "SELECT id, paid, status FROM promise",
+    "customer_stage": "SELECT customer_id, stage, on_hold FROM customer_stage",
 }
 VIP_SPEC = {
     "name": "VIP",
@@ -47,12 +51,22 @@ VIP_SPEC = {
 }
 
 
+def _two_invoices(first: InvoiceIssued, amount: int, second: InvoiceIssued) -> PaymentReceived:
+    """`amount` on each of two invoices (the second's balance as if it were `first`'s)."""
+    paid = payment(first, amount)
+    again = paid.allocations[0].model_copy(
+        update={"invoice_id": second.invoice_id, "invoice_balance": first.total - 2 * amount}
+    )
+    return paid.model_copy(update={"amount": 2 * amount, "allocations": [*paid.allocations, again]})
+
+
 def _events() -> list[Event]:
     a, b, c = customer("cus_a"), customer("cus_b"), customer("cus_c", tz="America/Chicago")
     a1, a2 = invoice(a.customer_id, iid="inv_a1"), invoice(a.customer_id, iid="inv_a2")
     late = invoice(a.customer_id, iid="inv_a3", due=dt.date(2026, 3, 2), total=300_00)
     b1, b2 = invoice(b.customer_id, iid="inv_b1"), invoice(b.customer_id, iid="inv_b2")
     c1 = invoice(c.customer_id, iid="inv_c1", due=dt.date(2026, 3, 16))
+    a9 = invoice(a.customer_id, iid="inv_a9", due=dt.date(2026, 3, 1), total=100_00)
     opened = dispute(b2)
     return [
         b1,  # before its customer: held, released by b
@@ -76,6 +90,9 @@ def _events() -> list[Event]:
         payment(a1),  # paid in full: its steps cancelled
         late,  # issued again (another event id): known, so recomputed as it stands
         payment(b1, 30_00, in_transit=True),
+        _two_invoices(late, 50_00, a9),  # inv_a9 is not issued yet: held, released by a9
+        _two_invoices(late, 20_00, late),  # the same invoice twice: one allocation at a time
+        payment(a2, 60_00),  # pays the promise off; nothing overdue left of cus_a's? released
         c,
         c1,
         RiskScoreChanged(
@@ -91,11 +108,13 @@ def _events() -> list[Event]:
             payment_terms_days=30,
         ),
         invoice(a.customer_id, iid="inv_a4", due=dt.date(2026, 4, 1)),
+        a9,
     ]
 
 
 async def _seed(engine: AsyncEngine) -> None:
-    """A segment policy for the VIP tag, one for high risk, and an override for customer b."""
+    """A policy for high risk, one only customer b has (an override); a promise of customer
+    a's on inv_a2, which its payments count towards; customer a on credit hold."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -110,6 +129,20 @@ async def _seed(engine: AsyncEngine) -> None:
             text(
                 "INSERT INTO policy_assignment (customer_id, policy_id, assigned_by, assigned_at)"
                 " VALUES ('cus_b', 'pol_big', 'test', now())"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO promise (id, customer_id, invoice_ids, amount, paid, currency,"
+                " promised_date, status, created_at)"
+                " VALUES ('prm_a', 'cus_a', '[\"inv_a2\"]', 10000, 0, 'EUR', '2026-03-25',"
+                " 'open', now())"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO customer_stage (customer_id, stage, on_hold, hold_id, updated_at)"
+                " VALUES ('cus_a', 'credit_hold', true, 'hold_a', now())"
             )
         )
 
@@ -156,17 +189,30 @@ async def test_a_batch_in_one_transaction_ends_as_one_transaction_per_event(
     assert any('"pol_high", 2' in s for s in one_by_one["scheduled_step"])  # c turned high
     assert any("Asia/Tokyo" in s for s in one_by_one["scheduled_step"])  # a moved
     assert any('"cancelled"' in s for s in one_by_one["scheduled_step"])
+    assert one_by_one["promise"] == ['["prm_a", 10000, "kept"]']
+    invoices = one_by_one["invoice"]
+    assert '["inv_b1", 7000, "partially_paid", false, 3000, "2026-03-02"]' in invoices
+    # set last by the payment held for inv_a9, re-applied when inv_a9 is issued
+    assert '["inv_a3", 25000, "partially_paid", false, 0, "2026-03-02"]' in invoices
+    assert any(s.startswith('["inv_b1", "in_transit"') for s in one_by_one["pause"])
+    steps = one_by_one["scheduled_step"]
+    paid = [s for s in steps if s.startswith('["inv_a1"')]
+    assert paid
+    assert all('"pending"' not in s for s in paid)
+    assert any('"invoice is paid"' in s for s in paid)
+    assert any("promise.kept" in s for s in one_by_one["outbox"])
 
 
-async def test_a_batch_of_invoices_costs_one_statement_each(
+async def test_a_batch_costs_one_statement_per_invoice_and_per_payment_in_full(
     maker: async_sessionmaker[AsyncSession], dunning_engine: AsyncEngine
 ) -> None:
-    """Customer, policies, assignment and held keys once per batch; then per invoice one
-    statement writes it and its steps (service/issue.py)."""
+    """Customer, policies, assignment and held keys once per batch; then one statement per
+    invoice writes it and its steps (service/issue.py), and one per payment in full applies
+    it and cancels the invoice's steps (service/payments.py)."""
     clock.set(NOW, freeze=True)
     c = customer()
     await feed(maker, c)
-    invoices: list[Event] = [invoice(c.customer_id) for _ in range(20)]
+    invoices = [invoice(c.customer_id) for _ in range(20)]
     statements: list[str] = []
 
     def count(_c: Connection, _cur: Any, statement: str, *_: Any) -> None:
@@ -174,11 +220,21 @@ async def test_a_batch_of_invoices_costs_one_statement_each(
 
     sa_event.listen(dunning_engine.sync_engine, "before_cursor_execute", count)
     try:
-        await _batch(maker, invoices)
+        await _batch(maker, list(invoices))
+        issued = len(statements)
+        await _batch(maker, [payment(i) for i in invoices])
     finally:
         sa_event.remove(dunning_engine.sync_engine, "before_cursor_execute", count)
     once = 4  # the customer, the policies, the customer's assignment, the held keys
-    assert len(statements) <= once + len(invoices), statements
+    assert issued <= once + len(invoices), statements
+    assert len(statements) - issued <= 1 + len(invoices), statements[issued:]  # customer
     async with maker() as session:
-        planned = await session.scalar(text("SELECT count(*) FROM scheduled_step"))
-    assert planned == 7 * len(invoices)
+        by_status = dict(
+            (
+                await session.execute(
+                    text("SELECT status, count(*) FROM scheduled_step GROUP BY status")
+                )
+            ).all()
+        )
+    assert sum(by_status.values()) == 7 * len(invoices)
+    assert by_status.get("pending", 0) == 0

@@ -55,6 +55,7 @@ from dunning.service.cache import (
 )
 from dunning.service.holds import release_if_cleared
 from dunning.service.issue import insert_issued
+from dunning.service.payments import allocate, closed
 from dunning.service.schedule import open_invoice_ids, recompute, recompute_invoice
 
 IN_TRANSIT_HOLD = dt.timedelta(days=7)
@@ -231,6 +232,28 @@ async def _allocate(
 
 async def on_payment_received(session: AsyncSession, event: PaymentReceived, event_id: str) -> None:
     now = clock.now()
+    ids = [a.invoice_id for a in event.allocations]
+    if len(set(ids)) < len(ids):  # an invoice twice in one payment: an allocation at a time
+        await _payment_by_allocation(session, event, event_id, now)
+        return
+    paid = await allocate(session, event)
+    for invoice_id in paid.missing:
+        # The allocations carry absolute balances, so re-applying the whole event is safe.
+        await _hold(session, f"invoice:{invoice_id}", event, event_id)
+    for invoice in paid.invoices:
+        if event.in_transit:
+            session.add(_in_transit_pause(event, invoice.id))
+        if not closed(invoice):  # a closed one's pending steps are cancelled already
+            await recompute_invoice(session, invoice, now)
+    if paid.promised:
+        await _count_towards_promises(session, event, {i.id for i in paid.invoices})
+    if paid.staged:  # no stage row: nothing to release
+        await _after_balance_change(session, event.customer_id)
+
+
+async def _payment_by_allocation(
+    session: AsyncSession, event: PaymentReceived, event_id: str, now: dt.datetime
+) -> None:
     touched = await _allocate(session, event, event_id, event.allocations)
     for invoice in touched:
         invoice.last_payment_date = event.received_at
@@ -238,19 +261,21 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
             invoice.in_transit += next(
                 a.amount for a in event.allocations if a.invoice_id == invoice.id
             )
-            session.add(
-                Pause(
-                    invoice_id=invoice.id,
-                    customer_id=None,
-                    kind="in_transit",
-                    reason=f"payment {event.payment_id} in transit ({event.method})",
-                    resume_on=event.received_at + IN_TRANSIT_HOLD,
-                    ref=event.payment_id,
-                )
-            )
+            session.add(_in_transit_pause(event, invoice.id))
         await recompute_invoice(session, invoice, now)
     await _count_towards_promises(session, event, {i.id for i in touched})
     await _after_balance_change(session, event.customer_id)
+
+
+def _in_transit_pause(event: PaymentReceived, invoice_id: str) -> Pause:
+    return Pause(
+        invoice_id=invoice_id,
+        customer_id=None,
+        kind="in_transit",
+        reason=f"payment {event.payment_id} in transit ({event.method})",
+        resume_on=event.received_at + IN_TRANSIT_HOLD,
+        ref=event.payment_id,
+    )
 
 
 async def _count_towards_promises(
