@@ -34,56 +34,43 @@ from duewise_events.catalogue import (
     RiskSignalRaised,
 )
 from duewise_events.envelope import Envelope
-from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from notify.config import get_settings
-from notify.models import (
-    OUTBOX,
-    CustomerProjection,
-    HeldEvent,
-    InvoiceProjection,
-    WebhookEndpoint,
-    utcnow,
-)
+from notify.models import OUTBOX, WebhookEndpoint, utcnow
+from notify.service import projection
 from notify.service.enqueue import enqueue
+from notify.service.projection import CUSTOMER_LOCK, CustomerState, HeldRow, tx_state
 
-#: The first key of the per-customer advisory lock (the second is a hash of the id).
-CUSTOMER_LOCK = 0x0D0E_4003
+__all__ = ["APPLY", "CUSTOMER_LOCK", "HANDLERS", "apply", "fan_out", "handle"]
 
 
 # --- holding what arrives early ----------------------------------------------------------
 
 
 async def _hold(session: AsyncSession, waiting_for: str, event: Event, event_id: str) -> None:
-    session.add(
-        HeldEvent(
-            waiting_for=waiting_for,
-            event_id=event_id,
-            type=event.TYPE,
-            payload=event.model_dump(mode="json"),
-        )
+    await projection.hold(
+        session,
+        waiting_for=waiting_for,
+        event_id=event_id,
+        type_=event.TYPE,
+        payload=event.model_dump(mode="json"),
+        now=utcnow(),
     )
-    await session.flush()
 
 
-async def _release_held(session: AsyncSession, waiting_for: str) -> None:
-    """Re-apply, oldest first, what waited for `waiting_for` (it may be held again)."""
-    held = (
-        await session.scalars(
-            delete(HeldEvent).where(col(HeldEvent.waiting_for) == waiting_for).returning(HeldEvent)
-        )
-    ).all()
-    for row in sorted(held, key=lambda h: h.id or 0):
+async def _reapply(session: AsyncSession, held: list[HeldRow]) -> None:
+    """Re-apply, oldest first, what waited (each may be held again)."""
+    for row in held:
         await apply(session, BY_TYPE[row.type].model_validate(row.payload), row.event_id)
 
 
 async def _customer(
     session: AsyncSession, customer_id: str, event: Event, event_id: str
-) -> CustomerProjection | None:
+) -> CustomerState | None:
     """The projected customer, or None after holding `event` until it is created."""
-    customer = await session.get(CustomerProjection, customer_id, with_for_update=True)
+    customer = await projection.customer(session, customer_id)
     if customer is None:
         await _hold(session, f"customer:{customer_id}", event, event_id)
     return customer
@@ -93,17 +80,22 @@ async def _customer(
 
 
 async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: str) -> None:
-    row = await session.get(CustomerProjection, event.customer_id, with_for_update=True)
-    if row is None:
-        row = CustomerProjection(id=event.customer_id, currency=event.currency)
-        session.add(row)
-    row.name, row.currency, row.timezone = event.name, event.currency, event.timezone
-    row.country, row.locale, row.owner = event.country, event.locale, event.owner
-    row.contacts = [c.model_dump(mode="json") for c in event.contacts]
-    row.invoice_preferences = event.invoice_preferences.model_dump(mode="json")
-    row.updated_at = utcnow()
-    await session.flush()
-    await _release_held(session, f"customer:{event.customer_id}")
+    await projection.upsert_customer(
+        session,
+        {
+            "id": event.customer_id,
+            "name": event.name,
+            "currency": event.currency,
+            "timezone": event.timezone,
+            "country": event.country,
+            "locale": event.locale,
+            "owner": event.owner,
+            "contacts": [c.model_dump(mode="json") for c in event.contacts],
+            "invoice_preferences": event.invoice_preferences.model_dump(mode="json"),
+            "now": utcnow(),
+        },
+    )
+    await _reapply(session, await projection.take_held(session, f"customer:{event.customer_id}"))
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -112,26 +104,27 @@ async def on_customer(session: AsyncSession, event: CustomerCreated, event_id: s
 async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_id: str) -> None:
     if await _customer(session, event.customer_id, event, event_id) is None:
         return
-    if await session.get(InvoiceProjection, event.invoice_id) is None:
-        session.add(
-            InvoiceProjection(
-                id=event.invoice_id,
-                customer_id=event.customer_id,
-                number=event.number,
-                kind=event.kind,
-                issue_date=event.issue_date,
-                due_date=event.due_date,
-                currency=event.currency,
-                total=event.total,
-                balance=event.balance,
-                status="open" if event.balance else "paid",
-                po_number=event.po_number,
-                gl_code=event.gl_code,
-                lines=[line.model_dump(mode="json") for line in event.lines],
-                imported=event.imported,
-            )
-        )
-        await session.flush()
+    held = await projection.insert_invoice_and_take_held(
+        session,
+        {
+            "id": event.invoice_id,
+            "customer_id": event.customer_id,
+            "number": event.number,
+            "kind": event.kind,
+            "issue_date": event.issue_date,
+            "due_date": event.due_date,
+            "currency": event.currency,
+            "total": event.total,
+            "balance": event.balance,
+            "status": "open" if event.balance else "paid",
+            "po_number": event.po_number,
+            "gl_code": event.gl_code,
+            "lines": [line.model_dump(mode="json") for line in event.lines],
+            "imported": event.imported,
+            "now": utcnow(),
+        },
+        waiting_for=f"invoice:{event.invoice_id}",
+    )
     # "Always deliver the invoices immediately" - but not another system's history.
     if not event.imported:
         await enqueue(
@@ -144,16 +137,7 @@ async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_i
             customer_id=event.customer_id,
             invoice_ids=[event.invoice_id],
         )
-    await _release_held(session, f"invoice:{event.invoice_id}")
-
-
-async def _invoice(
-    session: AsyncSession, invoice_id: str, event: Event, event_id: str
-) -> InvoiceProjection | None:
-    invoice = await session.get(InvoiceProjection, invoice_id, with_for_update=True)
-    if invoice is None:
-        await _hold(session, f"invoice:{invoice_id}", event, event_id)
-    return invoice
+    await _reapply(session, held)
 
 
 async def _set(
@@ -165,12 +149,11 @@ async def _set(
     status: str,
     balance: int | None = None,
 ) -> None:
-    invoice = await _invoice(session, invoice_id, event, event_id)
-    if invoice is None:
-        return
-    invoice.status, invoice.updated_at = status, utcnow()
-    if balance is not None:
-        invoice.balance = balance
+    known = await projection.set_invoice(
+        session, invoice_id, status=status, balance=balance, now=utcnow()
+    )
+    if not known:
+        await _hold(session, f"invoice:{invoice_id}", event, event_id)
 
 
 async def on_voided(session: AsyncSession, event: InvoiceVoided, event_id: str) -> None:
@@ -214,19 +197,13 @@ async def _allocate(
     session: AsyncSession, event: Event, event_id: str, allocations: list[AllocationSnapshot]
 ) -> bool:
     """Apply each allocation's balance and status; False (event held) if one is unknown."""
-    invoices = [
-        await session.get(InvoiceProjection, a.invoice_id, with_for_update=True)
-        for a in allocations
-    ]
-    missing = [a.invoice_id for a, inv in zip(allocations, invoices, strict=True) if inv is None]
+    # Per invoice the last allocation wins, as when they were applied one after the other.
+    wanted = {a.invoice_id: (a.invoice_balance, a.invoice_status) for a in allocations}
+    missing = await projection.allocate(session, wanted, utcnow())
     if missing:
         # Held whole, and re-applied whole: allocations carry absolute balances.
         await _hold(session, f"invoice:{missing[0]}", event, event_id)
         return False
-    for alloc, invoice in zip(allocations, invoices, strict=True):
-        assert invoice is not None
-        invoice.balance, invoice.status = alloc.invoice_balance, alloc.invoice_status
-        invoice.updated_at = utcnow()
     return True
 
 
@@ -234,6 +211,7 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
     customer = await _customer(session, event.customer_id, event, event_id)
     if customer is None or not await _allocate(session, event, event_id, event.allocations):
         return
+    before = (customer.on_time_streak, customer.good_standing_since)
     settled = [a for a in event.allocations if a.invoice_status == "paid"]
     on_time = [a for a in settled if event.received_at <= a.due_date]
     # The streak counts invoices settled by their due date; a late one starts it again.
@@ -243,6 +221,8 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
         )
         if event.received_at > alloc.due_date:
             customer.good_standing_since = None
+    if (customer.on_time_streak, customer.good_standing_since) != before:
+        await projection.set_streak(session, event.customer_id, customer)
     if event.imported or event.in_transit:
         return  # history is not news; money in transit has not arrived yet
     if on_time:
@@ -260,6 +240,7 @@ async def on_payment_received(session: AsyncSession, event: PaymentReceived, eve
     streak = get_settings().good_standing_streak
     if customer.on_time_streak >= streak and customer.good_standing_since is None:
         customer.good_standing_since = event.received_at
+        await projection.set_streak(session, event.customer_id, customer)
         await enqueue(
             session,
             key=f"good_standing:{event.customer_id}:{event.payment_id}",
@@ -285,7 +266,9 @@ async def on_payment_reversed(session: AsyncSession, event: PaymentReversed, eve
     if customer is None or not await _allocate(session, event, event_id, event.allocations):
         return
     # Money that bounced was never on time.
-    customer.on_time_streak, customer.good_standing_since = 0, None
+    if (customer.on_time_streak, customer.good_standing_since) != (0, None):
+        customer.on_time_streak, customer.good_standing_since = 0, None
+        await projection.set_streak(session, event.customer_id, customer)
 
 
 # --- dunning and risk --------------------------------------------------------------------
@@ -411,24 +394,21 @@ async def _alert(
 # --- outbound webhooks -------------------------------------------------------------------
 
 
-#: `session.info` key of the enabled webhook endpoints, read once per transaction.
-_ENDPOINTS = "notify.webhook_endpoints"
-
-
 async def fan_out(session: AsyncSession, envelope: Envelope) -> None:
     """One webhook message per enabled endpoint that wants this event's type.
 
     The endpoints are read once per transaction (the consumer's covers a batch of events):
     only the consumer calls this, and nothing it does changes an endpoint.
     """
-    endpoints: list[WebhookEndpoint] | None = session.info.get(_ENDPOINTS)
+    _, state = await tx_state(session)
+    endpoints = state.endpoints
     if endpoints is None:
         endpoints = list(
             (
                 await session.scalars(select(WebhookEndpoint).where(col(WebhookEndpoint.enabled)))
             ).all()
         )
-        session.info[_ENDPOINTS] = endpoints
+        state.endpoints = endpoints
     for endpoint in endpoints:
         if endpoint.event_types and envelope.type not in endpoint.event_types:
             continue
@@ -484,10 +464,9 @@ async def handle(session: AsyncSession, event: Event, envelope: Envelope) -> Non
     projections and messages."""
     # One customer's events come from several topics, worked concurrently. Without this
     # lock a reminder could be held for a customer created in a concurrent transaction
-    # that looked for held events before the hold committed, and wait for ever.
-    await session.execute(
-        select(func.pg_advisory_xact_lock(CUSTOMER_LOCK, func.hashtext(envelope.key)))
-    )
+    # that looked for held events before the hold committed, and wait for ever. Taken once
+    # per customer per transaction (it is held until the transaction ends).
+    await projection.lock_customer(session, envelope.key)
     await fan_out(session, envelope)
     await apply(session, event, envelope.id)
 
