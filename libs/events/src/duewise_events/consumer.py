@@ -25,6 +25,7 @@ import datetime as dt
 import heapq
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -560,12 +561,14 @@ class EventConsumer:
         event: Event,
         handler: Handler,
     ) -> bool:
-        """One transaction: the inbox row and the handler's effect. False for a duplicate."""
+        """One transaction: the inbox row and the handler's effect. False for a duplicate.
+        Both in the record's span (in a run, the inbox rows of all are written before)."""
         async with self.session_factory() as session, session.begin():
-            if not await self._inbox_rows(session, [(record, envelope, event)]):
-                return False
-            await self._handle(session, record, envelope, event, handler)
-            return True
+            with self._span(record, envelope):
+                if not await self._inbox_rows(session, [(record, envelope, event)]):
+                    return False
+                await handler(session, event, envelope)
+                return True
 
     async def _handle(
         self,
@@ -573,15 +576,19 @@ class EventConsumer:
         record: ConsumerRecord[bytes, bytes],
         envelope: Envelope,
         event: Event,
-        handler: Handler | None = None,
     ) -> None:
-        """The handler, in the record's own span: a child of the producer's trace, current
-        while the handler runs so that what it stages in an outbox continues that trace."""
-        handler = handler or self.handlers[envelope.type]
-        parent = context_from(envelope.traceparent, envelope.tracestate)
-        with tracer.start_as_current_span(
+        """The record's handler, in the record's span."""
+        with self._span(record, envelope):
+            await self.handlers[envelope.type](session, event, envelope)
+
+    def _span(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope
+    ) -> AbstractContextManager[Span]:
+        """The record's own span: a child of the producer's trace, current while the handler
+        runs so that what it stages in an outbox continues that trace."""
+        return tracer.start_as_current_span(
             f"{record.topic} process",
-            context=parent,
+            context=context_from(envelope.traceparent, envelope.tracestate),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
@@ -590,8 +597,7 @@ class EventConsumer:
                 "messaging.message.id": envelope.id,
                 "cloudevents.event_type": envelope.type,
             },
-        ):
-            await handler(session, event, envelope)
+        )
 
     async def _dead_letter(
         self,
