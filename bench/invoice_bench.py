@@ -11,6 +11,11 @@ One run, on one machine, over loopback only, bounded in count and time:
    on the topic by event id;
 5. a table (metric, value, ceiling, ratio, target, verdict), also written as Markdown to
    bench/results/latest.md.
+
+`--cpu-per-request N` instead measures only what survives a busy machine: the API process's
+CPU ms per POST /v1/invoices and per POST /v1/payments (N of each, closed loop at
+`--concurrency`), and prints two lines. To compare two commits, run it from each tree back to
+back (e.g. a `git archive` of the older one, its src dirs first on PYTHONPATH).
 """
 
 from __future__ import annotations
