@@ -9,7 +9,8 @@ the audit hook has tagged the transaction with the actor before the first of the
 triggers see every row), and nothing here commits.
 
 PostgreSQL errors that the ORM path turned into problems (a unique race: 409; a value the
-database cannot hold: 422) are turned into the same problems by `translated()`.
+database cannot hold: 422; a connection lost to a restart: 503, the connection discarded)
+are turned into the same problems by `translated()`.
 """
 
 from __future__ import annotations
