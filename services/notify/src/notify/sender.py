@@ -38,7 +38,8 @@ from duewise_events.tracing import context_from, tracer
 from duewise_service.redact import redact_text
 from opentelemetry import metrics
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -71,7 +72,6 @@ from notify.models import (
     Message,
     OptOut,
     WebhookEndpoint,
-    metadata,
     utcnow,
 )
 from notify.render import Rendered, Renderer, TemplateError, invoice_pdf
@@ -90,8 +90,6 @@ MESSAGES_FAILED = _meter.create_counter(
     description="Failed sends, by channel, kind and final (true: given up or refused; "
     "false: a transient failure that will be retried)",
 )
-_MESSAGE: Table = metadata.tables["message"]
-_ATTEMPT: Table = metadata.tables["delivery_attempt"]
 
 _CLAIM = text(
     """
@@ -111,6 +109,33 @@ _CLAIM = text(
     RETURNING id
     """
 )
+
+# The mark and its attempt row in one round trip, as a text statement compiled once: built
+# with update().values() per message it cost ~1 ms of CPU in SQLAlchemy alone (coercing and
+# cache-keying ~20 values). No row back: the claim is no longer ours.
+_MARK = text(
+    """
+    WITH marked AS (
+        UPDATE message SET
+            status = :status, reason = :reason, provider_response = :response,
+            lease_until = NULL, updated_at = :now,
+            not_before = COALESCE(:not_before, not_before),
+            attempts = attempts - :undo_attempt,
+            subject = CASE WHEN :rendered THEN :subject ELSE subject END,
+            body_text = CASE WHEN :rendered THEN :body_text ELSE body_text END,
+            body_html = CASE WHEN :rendered THEN :body_html ELSE body_html END,
+            header_message_id = CASE WHEN :rendered THEN :header_message_id
+                                     ELSE header_message_id END,
+            recipients = CASE WHEN :rendered THEN :recipients ELSE recipients END,
+            sent_at = COALESCE(:sent_at, sent_at)
+         WHERE id = :id AND status = 'sending' AND attempts = :attempt
+        RETURNING id
+    )
+    INSERT INTO delivery_attempt (message_id, attempt, outcome, response, at)
+    SELECT id, :attempt, :outcome, :attempt_response, :now FROM marked
+    RETURNING message_id
+    """
+).bindparams(bindparam("recipients", type_=JSONB))
 
 #: Retry schedule for transient failures of email and SMS (webhooks use their own).
 _RETRY = (30, 120, 600, 1800, 3600, 7200, 14400)
@@ -776,51 +801,32 @@ class Sender:
             outcome.alert = (
                 outcome.alert or f"A {message.kind} could not be delivered: {outcome.reason}."
             )
-        values: dict[str, Any] = {
+        rendered = outcome.rendered
+        params: dict[str, Any] = {
+            "id": message.id,
+            "attempt": message.attempts,
             "status": "pending" if status in {"retry", "defer"} else status,
             "reason": outcome.reason,
-            "provider_response": outcome.response,
-            "lease_until": None,
-            "updated_at": now,
+            "response": outcome.response,
+            "now": now,
+            "not_before": (outcome.not_before or now) if status in {"retry", "defer"} else None,
+            # waiting for the customer's morning is not a failed attempt
+            "undo_attempt": 1 if status == "defer" else 0,
+            "rendered": rendered is not None,
+            "subject": rendered.subject if rendered else None,
+            "body_text": rendered.text if rendered else None,
+            "body_html": rendered.html if rendered else None,
+            "header_message_id": outcome.header_message_id if rendered else None,
+            "recipients": [r.as_json() for r in outcome.recipients] if rendered else [],
+            "sent_at": now if status == "sent" else None,
+            "outcome": {"retry": "transient", "defer": "deferred"}.get(status, status),
+            "attempt_response": (outcome.response or outcome.reason or "")[:2000],
         }
-        if status in {"retry", "defer"}:
-            values["not_before"] = outcome.not_before or now
-        if status == "defer":  # waiting for the customer's morning is not a failed attempt
-            values["attempts"] = _MESSAGE.c.attempts - 1
-        if outcome.rendered is not None:
-            values.update(
-                subject=outcome.rendered.subject,
-                body_text=outcome.rendered.text,
-                body_html=outcome.rendered.html,
-                header_message_id=outcome.header_message_id,
-                recipients=[r.as_json() for r in outcome.recipients],
-            )
-        if status == "sent":
-            values["sent_at"] = now
         async with self.sessions() as session, session.begin():
-            # Core statements, not the ORM: half the CPU of a mark (measured in bench/).
-            marked = await session.execute(
-                update(_MESSAGE)
-                .where(
-                    _MESSAGE.c.id == message.id,
-                    _MESSAGE.c.status == "sending",
-                    _MESSAGE.c.attempts == message.attempts,
-                )
-                .values(**values)
-            )
-            if not getattr(marked, "rowcount", 0):
+            if (await session.execute(_MARK, params)).first() is None:
                 # Our lease ran out and another sender took the message over: it marks it.
                 log.warning("sender.lost_claim", message_id=message.id, outcome=status)
                 return
-            await session.execute(
-                insert(_ATTEMPT).values(
-                    message_id=message.id,
-                    attempt=message.attempts,
-                    outcome={"retry": "transient", "defer": "deferred"}.get(status, status),
-                    response=(outcome.response or outcome.reason or "")[:2000],
-                    at=now,
-                )
-            )
             await self._consequences(session, message, outcome, status, now)
         if status == "sent":
             MESSAGES_SENT.add(1, {"channel": message.channel, "kind": message.kind})
@@ -858,35 +864,34 @@ class Sender:
             )
         if message.channel == "webhook" or message.customer_id is None:
             return  # webhook deliveries raise no events: they would be delivered as webhooks
+        event: MessageSent | MessageFailed | None = None
         if status == "sent":
-            await OUTBOX.add(
-                session,
-                MessageSent(
-                    customer_id=message.customer_id,
-                    message_id=message.id,
-                    kind=message.kind,
-                    channel=message.channel,
-                    cause_type=message.cause_type,
-                    cause_id=message.cause_id,
-                    contact_ids=[r.contact_id for r in outcome.recipients if r.contact_id],
-                    invoice_ids=list(message.invoice_ids),
-                    step_key=message.step_key,
-                    sent_at=now,
-                ),
+            event = MessageSent(
+                customer_id=message.customer_id,
+                message_id=message.id,
+                kind=message.kind,
+                channel=message.channel,
+                cause_type=message.cause_type,
+                cause_id=message.cause_id,
+                contact_ids=[r.contact_id for r in outcome.recipients if r.contact_id],
+                invoice_ids=list(message.invoice_ids),
+                step_key=message.step_key,
+                sent_at=now,
             )
         elif status in {"failed", "suppressed"}:
-            await OUTBOX.add(
-                session,
-                MessageFailed(
-                    customer_id=message.customer_id,
-                    message_id=message.id,
-                    kind=message.kind,
-                    channel=message.channel,
-                    reason=outcome.reason or status,
-                    permanent=True,
-                    failed_at=now,
-                ),
+            event = MessageFailed(
+                customer_id=message.customer_id,
+                message_id=message.id,
+                kind=message.kind,
+                channel=message.channel,
+                reason=outcome.reason or status,
+                permanent=True,
+                failed_at=now,
             )
+        if event is not None:
+            # add_many, not add: its INSERT is one cached statement, where add() builds and
+            # cache-keys an insert().values() per event (0.3 ms of CPU per mark, measured).
+            await OUTBOX.add_many(session, [event])
         for contact_id, why in outcome.undeliverable.items():
             await mark_undeliverable(session, message, contact_id, why, now)
         if outcome.alert and message.kind != "alert":
