@@ -57,12 +57,14 @@ class Delivery(NamedTuple):
     envelope: Envelope
 
 
-#: Applies consecutive new events of one partition, in order, in the consumer's transaction
+#: Applies consecutive new events of one partition (with `runs_across_partitions`, of a
+#: poll's partitions, each one's in order), in order, in the consumer's transaction
 #: (their inbox rows are already written in it; duplicates and ignored types are left out).
 #: It must have the effect of the handlers map's functions called one by one in that order:
 #: those still apply a record that comes alone, and one retried alone after its run failed.
-#: It must not commit. If it raises, the run is rolled back and split in halves, each applied
-#: again, until the failing record is alone; that one is retried, then dead-lettered.
+#: It must not commit. If it raises, the run is rolled back and split (a run across
+#: partitions into its partitions, a partition's run in halves), each part applied again,
+#: until the failing record is alone; that one is retried, then dead-lettered.
 RunHandler = Callable[[AsyncSession, Sequence[Delivery]], Awaitable[None]]
 
 #: A record of a run, read: the record, its envelope and its event (None: a type this
@@ -183,9 +185,10 @@ class EventConsumer:
         # How many partitions are worked at once; keep it within the session pool's size.
         self._partition_slots = asyncio.Semaphore(partition_concurrency)
         # Up to this many consecutive records of a partition are applied in one transaction
-        # (each with its own inbox row); if any of them fails, the batch is rolled back and
-        # its records are applied one transaction each, with the retries and dead-lettering
-        # of a single record. 1 turns batching off.
+        # (each with its own inbox row); if one of them fails, the batch is rolled back and
+        # split: the records before it are applied again together (a run handler's failure
+        # names no record: halves, until it is alone), the failing one alone, with the
+        # retries and dead-lettering of a single record. 1 turns batching off.
         self.batch_size = max(batch_size, 1)
         # A poll that brought fewer than `batch_size` records waits this long, once, for more
         # before they are applied: under a trickle, more records per transaction for that
