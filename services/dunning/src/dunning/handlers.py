@@ -56,7 +56,7 @@ from dunning.service.cache import (
 from dunning.service.holds import release_if_cleared
 from dunning.service.issue import insert_issued
 from dunning.service.payments import allocate, closed
-from dunning.service.schedule import open_invoice_ids, recompute, recompute_invoice
+from dunning.service.schedule import InvoiceRow, open_invoice_ids, recompute, recompute_invoice
 
 IN_TRANSIT_HOLD = dt.timedelta(days=7)
 
@@ -159,7 +159,7 @@ async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_i
     if customer is None:
         await _hold(session, f"customer:{event.customer_id}", event, event_id)
         return
-    issued = InvoiceProjection(
+    issued = InvoiceRow(
         id=event.invoice_id,
         customer_id=event.customer_id,
         number=event.number,
@@ -170,6 +170,10 @@ async def on_invoice_issued(session: AsyncSession, event: InvoiceIssued, event_i
         balance=event.balance,
         currency=event.currency,
         status="open" if event.balance else "paid",
+        disputed=False,
+        in_transit=0,
+        last_payment_date=None,
+        updated_at=utcnow(),
     )
     now = clock.now()
     # New (nearly always): the invoice and its steps in one statement. Known already: as it is.

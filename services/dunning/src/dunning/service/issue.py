@@ -10,17 +10,18 @@ invoice has no rows yet, so its plan alone decides them.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning.models import CustomerProjection, InvoiceProjection
-from dunning.service.schedule import CLOSED, STEPS, resolve_policy, step_rows
+from dunning.models import CustomerProjection
+from dunning.service.schedule import CLOSED, STEPS, InvoiceRow, resolve_policy, step_rows
 
-_INVOICE: Table = InvoiceProjection.__table__  # type: ignore[attr-defined]
-#: The columns written, each with the type its array of values is cast to.
-_INVOICE_COLUMNS = tuple(c.name for c in _INVOICE.columns)
+#: The invoice's columns written (any other keeps its default).
+_INVOICE_COLUMNS = tuple(f.name for f in fields(InvoiceRow))
+#: The step columns written, each with the type its array of values is cast to.
 _STEP_ARRAYS = {
     "invoice_id": "text[]",
     "customer_id": "text[]",
@@ -70,12 +71,12 @@ _ISSUE = text(
 
 async def insert_issued(
     session: AsyncSession,
-    invoice: InvoiceProjection,
+    invoice: InvoiceRow,
     customer: CustomerProjection,
     now: dt.datetime,
 ) -> bool:
-    """Insert `invoice` (a transient object, not added to the session) with its planned steps;
-    False, with nothing written, when an invoice with its id is already there."""
+    """Insert `invoice` with its planned steps; False, with nothing written, when an invoice
+    with its id is already there."""
     rows: list[dict[str, Any]] = []
     if invoice.status not in CLOSED and invoice.balance != 0:
         policy = await resolve_policy(session, customer, invoice.total)

@@ -10,17 +10,16 @@ whether the customer has an open promise or a stage row, the two things that may
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from duewise_events.catalogue import PaymentReceived
-from sqlalchemy import Table, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning.models import InvoiceProjection, utcnow
-from dunning.service.schedule import CLOSED
+from dunning.service.schedule import CLOSED, InvoiceRow
 
-_INVOICE: Table = InvoiceProjection.__table__  # type: ignore[attr-defined]
-_COLUMNS = tuple(c.name for c in _INVOICE.columns)
+_COLUMNS = tuple(f.name for f in fields(InvoiceRow))
 _CLOSED = ", ".join(f"'{s}'" for s in sorted(CLOSED))
 
 _PAY = text(
@@ -48,8 +47,8 @@ _PAY = text(
 
 @dataclass(frozen=True)
 class Allocated:
-    #: the invoices paid, as now written, in the order of the allocations (transient copies)
-    invoices: list[InvoiceProjection]
+    #: the invoices paid, as now written, in the order of the allocations
+    invoices: list[InvoiceRow]
     #: allocations to invoices not projected yet
     missing: list[str]
     #: whether the customer has an open promise (then `_count_towards_promises` looks)
@@ -79,11 +78,11 @@ async def allocate(session: AsyncSession, event: PaymentReceived) -> Allocated:
             },
         )
     ).all()
-    found: dict[str, InvoiceProjection] = {}
+    found: dict[str, InvoiceRow] = {}
     for row in rows:
         if row.id is None:  # the LEFT JOIN's row when no allocated invoice is projected
             continue
-        found[row.id] = InvoiceProjection(**{c: getattr(row, c) for c in _COLUMNS})
+        found[row.id] = InvoiceRow(*(getattr(row, c) for c in _COLUMNS))
         # A copy the session may still hold is stale now: read again on its next use.
         held = session.identity_map.get(session.identity_key(InvoiceProjection, row.id))
         if held is not None:
@@ -97,6 +96,6 @@ async def allocate(session: AsyncSession, event: PaymentReceived) -> Allocated:
     )
 
 
-def closed(invoice: InvoiceProjection) -> bool:
+def closed(invoice: InvoiceRow) -> bool:
     """Whether `recompute()` would only cancel its pending steps (which `allocate` did)."""
     return invoice.status in CLOSED or invoice.balance == 0
