@@ -44,6 +44,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 _seq = itertools.count(1)
+# Customer ids unique to this session: the topics are shared with other services' tests,
+# whose customers are named cus_1, cus_2, ... too, and a rebuild reads every record.
+_RUN = secrets.token_hex(3)
 E = TypeVar("E", bound=Event)
 TH = Thresholds()
 
@@ -62,7 +65,7 @@ class Script:
     def __init__(
         self, cid: str | None = None, *, currency: str = "EUR", credit_limit: int | None = None
     ) -> None:
-        self.cid = cid or f"cus_{next(_seq)}"
+        self.cid = cid or f"cus_{_RUN}_{next(_seq)}"
         self.currency = currency
         self.credit_limit = credit_limit
         self.events: list[Event] = []
