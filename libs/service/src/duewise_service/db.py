@@ -76,9 +76,13 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @contextlib.asynccontextmanager
 async def worker_sessions(
-    url: str, *, pool_size: int = 2
+    url: str, *, pool_size: int = 4
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions for a background process (relay, consumer, scheduler); disposed on exit.
+
+    Four pooled connections by default: a consumer works up to four partitions at once
+    (EventConsumer's partition_concurrency), and with fewer the pool's overflow connections
+    were opened and closed again for most transactions (a new PostgreSQL backend each).
 
     No client is waiting on a worker, so it keeps SQLAlchemy's patient 30 s for a
     connection instead of the short wait that turns a request into a 503."""
