@@ -354,27 +354,25 @@ class Sample:
     rss: dict[str, float]
 
 
-async def consumer_lags(pools: dict[str, asyncpg.Pool], probe: AIOKafkaConsumer) -> dict[str, int]:
-    """Records not yet applied, per consumer: the topics' end offsets minus the highest
-    offset each consumer's inbox holds per partition (what it *applied*, which is what
-    matters; this Tansu build also answers the admin group-offset calls malformed)."""
-    applied: dict[str, dict[TopicPartition, int]] = {}
-    for pool in pools.values():
-        rows = await pool.fetch(
-            'SELECT consumer, topic, partition, max("offset") AS o FROM inbox'
-            " GROUP BY consumer, topic, partition"
-        )
-        for r in rows:
-            tp = TopicPartition(r["topic"], r["partition"])
-            applied.setdefault(r["consumer"], {})[tp] = r["o"] + 1
-    topics = {tp.topic for offsets in applied.values() for tp in offsets}
+async def consumer_lags(
+    groups: dict[str, AIOKafkaConsumer], probe: AIOKafkaConsumer
+) -> dict[str, int]:
+    """Records not yet consumed, per consumer group: the topics' end offsets minus the offsets
+    the group has committed (what Kafka calls lag). A group commits after the transaction
+    that applied a batch, so this is what it has applied. (The inbox is no measure: a
+    consumer writes no inbox row for the types it ignores, so a topic it mostly ignores —
+    invoice's consumer on dunning.events — looked like a lag that never drained.)"""
     counts = all_topics()
-    parts = [TopicPartition(t, p) for t in topics for p in range(counts.get(t, 0))]
-    ends = await probe.end_offsets(parts) if parts else {}
+    parts = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+    ends = await probe.end_offsets(parts)
     lags: dict[str, int] = {}
-    for consumer, offsets in applied.items():
-        read = {tp for tp in parts if tp.topic in {t.topic for t in offsets}}
-        lags[consumer] = sum(max(0, ends[tp] - offsets.get(tp, 0)) for tp in read)
+    for name, group in groups.items():
+        committed = {tp: await group.committed(tp) for tp in parts}
+        # A group reads the topics it has committed on (each partition of them, 0 if none yet).
+        read = {tp.topic for tp, offset in committed.items() if offset is not None}
+        lags[name] = sum(
+            max(0, ends[tp] - (committed[tp] or 0)) for tp in parts if tp.topic in read
+        )
     return lags
 
 
@@ -394,12 +392,19 @@ async def monitor(
 ) -> None:
     probe = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap)
     await probe.start()
+    # One unsubscribed client per consumer group, only to ask the coordinator for its offsets.
+    groups = {
+        s: AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=s, enable_auto_commit=False)
+        for s in SERVICES
+    }
+    for group in groups.values():
+        await group.start()
     try:
         while not stop.is_set():
             procs = service_processes(stack.proc.pid)
             rss = {name: sum(rss_mb(p) for p in pids) for name, pids in procs.items()}
             try:
-                lag = await consumer_lags(pools, probe)
+                lag = await consumer_lags(groups, probe)
             except Exception as exc:  # a sample lost to a broker hiccup is reported, not fatal
                 lag = {"(error)": -1}
                 print(f"lag sample failed: {exc!r}", file=sys.stderr)
@@ -407,6 +412,8 @@ async def monitor(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
     finally:
+        for group in groups.values():
+            await group.stop()
         await probe.stop()
 
 
