@@ -19,7 +19,7 @@ from duewise_events.catalogue import (
 )
 from fastapi import FastAPI
 from notify.config import Settings
-from notify.lastlook import InvoiceState, LastLookUnavailable
+from notify.lastlook import InvoiceApiLastLook, InvoiceState, LastLookUnavailable
 from notify.models import CustomerProjection
 from notify.render import Renderer
 from notify_kit import (
@@ -196,6 +196,22 @@ async def _customer_with_invoices(
     return cid, invoices
 
 
+async def _paid_in_full(client: httpx.AsyncClient, cid: str, inv: dict[str, Any]) -> None:
+    """A wire for the invoice's whole balance, posted at the real invoice service."""
+    paid = await client.post(
+        "/v1/payments",
+        json={
+            "customer_id": cid,
+            "amount": inv["balance"],
+            "currency": "EUR",
+            "method": "wire",
+            "received_at": "2026-11-01",
+            "allocations": [{"invoice_id": inv["id"], "amount": inv["balance"]}],
+        },
+    )
+    assert paid.status_code == 201, paid.text
+
+
 async def test_a_reminder_for_an_invoice_paid_a_moment_earlier_is_not_sent(
     maker: async_sessionmaker[AsyncSession],
     notify_settings: Settings,
@@ -214,18 +230,7 @@ async def test_a_reminder_for_an_invoice_paid_a_moment_earlier_is_not_sent(
     issued = [e.event() for e in known if e.type == "invoice.issued.v1" and e.key == cid]
     due = reminder(issued)  # type: ignore[arg-type]
     await apply_events(maker, due)
-    paid = await invoice_client.post(
-        "/v1/payments",
-        json={
-            "customer_id": cid,
-            "amount": 500_00,
-            "currency": "EUR",
-            "method": "wire",
-            "received_at": "2026-11-01",
-            "allocations": [{"invoice_id": invoices[0]["id"], "amount": 500_00}],
-        },
-    )
-    assert paid.status_code == 201, paid.text
+    await _paid_in_full(invoice_client, cid, invoices[0])
     sender = make_sender(notify_settings, last_look_for(invoice_client), maker)
     await drain(sender)
     [mail] = mails_for(catcher, await messages(maker, kind="reminder"))
@@ -644,3 +649,90 @@ async def test_a_task_step_alerts_the_owner_instead_of_writing_to_the_customer(
     assert mails_to(catcher, "task@acme.example") == []
     [alert] = mails_to(catcher, "alice@collectors.example")
     assert "7-days-late" in text_of(alert)
+
+
+class CountingClient:
+    """A real httpx client on the real invoice service that counts the requests it sends
+    (an httpx event hook, so what is counted is what went over the transport)."""
+
+    def __init__(self, invoice_app: FastAPI, like: httpx.AsyncClient) -> None:
+        self.sent: list[httpx.Request] = []
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=invoice_app),
+            base_url=like.base_url,
+            headers=like.headers,
+            event_hooks={"request": [self._count]},
+        )
+
+    async def _count(self, request: httpx.Request) -> None:
+        self.sent.append(request)
+
+    def ids_asked(self) -> list[list[str]]:
+        return [r.url.params.get_list("id") for r in self.sent]
+
+
+async def test_a_reminder_for_twelve_invoices_costs_one_request_per_look_and_skips_the_paid(
+    maker: async_sessionmaker[AsyncSession],
+    notify_settings: Settings,
+    catcher: Catcher,
+    invoice_app: FastAPI,
+    invoice_client: httpx.AsyncClient,
+) -> None:
+    cid, invoices = await _customer_with_invoices(
+        invoice_client, "Twelve Open AG", "ap-twelve@acme.example", "TW", [100_00] * 12
+    )
+    known = await events_from_invoice_outbox(invoice_app)
+    await apply_events(maker, *[e for e in known if e.key == cid])
+    issued = [e.event() for e in known if e.type == "invoice.issued.v1" and e.key == cid]
+    await apply_events(maker, reminder(issued))  # type: ignore[arg-type]
+    # Paid at the invoice service in the same second; notify has not heard of it.
+    await _paid_in_full(invoice_client, cid, invoices[0])
+    counting = CountingClient(invoice_app, invoice_client)
+    try:
+        # (the twelve invoice mails sent on issue would otherwise use up the day's limit)
+        look = InvoiceApiLastLook(counting.client)
+        await drain(make_sender(notify_settings, look, maker, rate_limit_email_per_day=100))
+    finally:
+        await counting.client.aclose()
+
+    # Two requests for the reminder, not 24: the look before rendering (all twelve) and the
+    # one inside the SMTP transaction (the eleven still owed).
+    assert [(r.method, r.url.path) for r in counting.sent] == [("GET", "/v1/invoices")] * 2
+    first, second = counting.ids_asked()
+    assert sorted(first) == sorted(i["id"] for i in invoices)
+    assert sorted(second) == sorted(i["id"] for i in invoices[1:])
+    [mail] = mails_for(catcher, await messages(maker, kind="reminder"))
+    body = text_of(mail)
+    assert invoices[0]["number"] not in body  # the paid one is not dunned
+    assert all(i["number"] in body for i in invoices[1:])
+
+
+async def test_the_last_look_asks_200_ids_a_request_and_reads_unknown_ones_as_not_owed(
+    invoice_app: FastAPI, invoice_client: httpx.AsyncClient
+) -> None:
+    _, [inv] = await _customer_with_invoices(
+        invoice_client, "Many Ids SA", "ap-many@acme.example", "MI", [300_00]
+    )
+    unknown = [f"inv_{n:032x}" for n in range(449)]  # as long as real ids
+    counting = CountingClient(invoice_app, invoice_client)
+    try:
+        states = await InvoiceApiLastLook(counting.client).states([*unknown, inv["id"]])
+    finally:
+        await counting.client.aclose()
+    assert [len(ids) for ids in counting.ids_asked()] == [200, 200, 50]
+    assert states[inv["id"]] == InvoiceState(status="open", balance=300_00)
+    assert states[inv["id"]].owed
+    assert len(states) == 450
+    assert not any(states[i].owed for i in unknown)
+
+
+async def test_an_unreachable_invoice_api_means_try_later_never_not_owed() -> None:
+    # Nothing listens on port 9 of loopback: "unavailable" (the sender retries), not an
+    # empty answer that would read as "nothing owed".
+    unreachable = InvoiceApiLastLook.from_settings("http://127.0.0.1:9", None, 0.5)
+    try:
+        with pytest.raises(LastLookUnavailable, match="ConnectError"):
+            await unreachable.states(["inv_any"])
+        assert await unreachable.states([]) == {}  # nothing listed: nothing asked
+    finally:
+        await unreachable.aclose()
