@@ -4,62 +4,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from duewise_service import settings as shared
 from duewise_service.secret_files import ServiceSettings
-from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr
 
 
-class Settings(ServiceSettings):
-    """Everything the dunning service reads from its environment."""
+class Settings(ServiceSettings, shared.CommonSettings, shared.ProductionFlag, shared.LastLookToken):
+    """Everything the dunning service reads from its environment (Kafka and the admin token:
+    `shared.CommonSettings`)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/duewise_dunning",
-        validation_alias=AliasChoices("DUNNING_DATABASE_URL", "DATABASE_URL", "database_url"),
-        description="PostgreSQL URL of the service's own database, postgresql:// or postgresql+asyncpg://",
-    )
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
-        description="Kafka bootstrap servers, host:port[,host:port]",
-    )
-    kafka_enable_idempotence: bool = Field(
-        default=False,
-        validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
-        description="idempotent producer: true on real Kafka (the embedded Tansu lacks it)",
-    )
-    host: str = Field(
-        default="0.0.0.0",
-        validation_alias=AliasChoices("DUNNING_HOST", "host"),
-        description="address the API listens on",
-    )
-    port: int = Field(
-        default=8002,
-        validation_alias=AliasChoices("DUNNING_PORT", "port"),
-        description="port the API listens on",
-    )
-    admin_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token"),
-        description="the bootstrap admin bearer token for the HTTP API",
-    )
-    invoice_api_url: str = Field(
-        default="http://127.0.0.1:8001",
-        validation_alias=AliasChoices("INVOICE_API_URL", "invoice_api_url"),
-        description="the invoice API, for the last look before a reminder",
-    )
-    invoice_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("DUNNING_INVOICE_TOKEN", "invoice_token"),
-        description="token for the last look at the invoice API; DUEWISE_ADMIN_TOKEN if unset",
-    )
-    env: str = Field(
-        default="local",
-        validation_alias=AliasChoices("DUEWISE_ENV", "env"),
-        description="`production` enforces non-default secrets and disables test-only knobs",
-    )
+    database_url: str = shared.database_url_field("dunning")
+    host: str = shared.host_field("DUNNING")
+    port: int = shared.port_field("DUNNING", 8002)
+    invoice_api_url: str = shared.invoice_api_url_field()
+    invoice_token: SecretStr | None = shared.invoice_token_field("DUNNING")
+    env: str = shared.env_field()
     clock: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DUNNING_CLOCK", "clock"),
@@ -90,28 +49,6 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("DUNNING_DB_POOL_SIZE"),
         description="database connections per process",
     )
-
-    @field_validator("database_url")
-    @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        return check_postgres_url(v)
-
-    @property
-    def production(self) -> bool:
-        return self.env == "production"
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return sqlalchemy_url(self.database_url)
-
-    @property
-    def plain_database_url(self) -> str:
-        return plain_url(self.database_url)
-
-    @property
-    def last_look_token(self) -> str | None:
-        token = self.invoice_token or self.admin_token
-        return token.get_secret_value() if token is not None else None
 
 
 @lru_cache

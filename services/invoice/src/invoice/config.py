@@ -4,47 +4,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from duewise_service import settings as shared
 from duewise_service.secret_files import ServiceSettings
-from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field
 
 
-class Settings(ServiceSettings):
-    """Everything the invoice service reads from its environment."""
+class Settings(ServiceSettings, shared.CommonSettings):
+    """Everything the invoice service reads from its environment (Kafka and the admin token:
+    `shared.CommonSettings`)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/duewise_invoice",
-        validation_alias=AliasChoices("INVOICE_DATABASE_URL", "DATABASE_URL", "database_url"),
-        description="PostgreSQL URL, postgresql:// or postgresql+asyncpg://",
+    database_url: str = shared.database_url_field(
+        "invoice", description="PostgreSQL URL, postgresql:// or postgresql+asyncpg://"
     )
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
-        description="Kafka bootstrap servers, host:port[,host:port]",
-    )
-    kafka_enable_idempotence: bool = Field(
-        default=False,  # the embedded Tansu broker does not support InitProducerId
-        validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
-        description="idempotent producer: true on real Kafka (the embedded Tansu lacks it)",
-    )
-    host: str = Field(
-        default="0.0.0.0",
-        validation_alias=AliasChoices("INVOICE_HOST", "host"),
-        description="address the API listens on",
-    )
-    port: int = Field(
-        default=8001,
-        validation_alias=AliasChoices("INVOICE_PORT", "port"),
-        description="port the API listens on",
-    )
-    admin_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("DUEWISE_ADMIN_TOKEN", "admin_token"),
-        description="the bootstrap admin bearer token for the HTTP API",
-    )
+    host: str = shared.host_field("INVOICE")
+    port: int = shared.port_field("INVOICE", 8001)
     relay_pause_before_mark_s: float = Field(
         default=0.0,  # fault tests only: hold the relay between broker ack and marking
         validation_alias=AliasChoices(
@@ -78,19 +51,6 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("INVOICE_ACCESS_LOG"),
         description="per-request access log lines (costly; server spans carry the same)",
     )
-
-    @field_validator("database_url")
-    @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        return check_postgres_url(v)
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return sqlalchemy_url(self.database_url)
-
-    @property
-    def plain_database_url(self) -> str:
-        return plain_url(self.database_url)
 
 
 @lru_cache

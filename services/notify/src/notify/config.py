@@ -5,66 +5,33 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from duewise_service import settings as shared
 from duewise_service.secret_files import ServiceSettings
-from duewise_service.urls import check_postgres_url, plain_url, sqlalchemy_url
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr
 
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(ServiceSettings):
-    """Everything the notify service reads from its environment."""
+class Settings(ServiceSettings, shared.CommonSettings, shared.ProductionFlag, shared.LastLookToken):
+    """Everything the notify service reads from its environment (Kafka and the admin token:
+    `shared.CommonSettings`)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/duewise_notify",
-        validation_alias=_env("NOTIFY_DATABASE_URL", "DATABASE_URL", "database_url"),
-        description="PostgreSQL URL of the service's own database, postgresql:// or postgresql+asyncpg://",
-    )
-    kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
-        description="Kafka bootstrap servers, host:port[,host:port]",
-    )
-    kafka_enable_idempotence: bool = Field(
-        default=False,
-        validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"),
-        description="idempotent producer: true on real Kafka (the embedded Tansu lacks it)",
-    )
-    host: str = Field(
-        default="0.0.0.0",
-        validation_alias=_env("NOTIFY_HOST", "host"),
-        description="address the API listens on",
-    )
-    port: int = Field(
-        default=8004,
-        validation_alias=_env("NOTIFY_PORT", "port"),
-        description="port the API listens on",
-    )
+    database_url: str = shared.database_url_field("notify")
+    host: str = shared.host_field("NOTIFY")
+    port: int = shared.port_field("NOTIFY", 8004)
     public_url: str = Field(
         default="http://127.0.0.1:8004",
         validation_alias=_env("NOTIFY_PUBLIC_URL", "public_url"),
         description="where customers reach the reply and unsubscribe links",
-    )
-    admin_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=_env("DUEWISE_ADMIN_TOKEN", "admin_token"),
-        description="the bootstrap admin bearer token for the HTTP API",
     )
     secret_key: SecretStr = Field(
         default=SecretStr("duewise-local-development-only"),
         validation_alias=_env("NOTIFY_SECRET_KEY", "secret_key"),
         description="signs reply and unsubscribe links; required in production",
     )
-    env: str = Field(
-        default="local",
-        validation_alias=_env("DUEWISE_ENV", "env"),
-        description="`production` enforces non-default secrets and disables test-only knobs",
-    )
+    env: str = shared.env_field()
 
     # --- channels ---------------------------------------------------------------------------
     smtp_url: str = Field(
@@ -162,16 +129,8 @@ class Settings(ServiceSettings):
         validation_alias=_env("NOTIFY_GOOD_STANDING"),
         description="on-time payments in a row that make a customer one in good standing",
     )
-    invoice_api_url: str = Field(
-        default="http://127.0.0.1:8001",
-        validation_alias=_env("INVOICE_API_URL"),
-        description="the invoice API, for the last look before a reminder",
-    )
-    invoice_token: SecretStr | None = Field(
-        default=None,
-        validation_alias=_env("NOTIFY_INVOICE_TOKEN", "invoice_token"),
-        description="token for the last look at the invoice API; DUEWISE_ADMIN_TOKEN if unset",
-    )
+    invoice_api_url: str = shared.invoice_api_url_field()
+    invoice_token: SecretStr | None = shared.invoice_token_field("NOTIFY")
     last_look_timeout_s: float = Field(
         default=2.0,
         validation_alias=_env("NOTIFY_LAST_LOOK_TIMEOUT_S"),
@@ -214,28 +173,6 @@ class Settings(ServiceSettings):
         validation_alias=_env("NOTIFY_DB_POOL_SIZE"),
         description="database connections per process",
     )
-
-    @field_validator("database_url")
-    @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        return check_postgres_url(v)
-
-    @property
-    def production(self) -> bool:
-        return self.env == "production"
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return sqlalchemy_url(self.database_url)
-
-    @property
-    def plain_database_url(self) -> str:
-        return plain_url(self.database_url)
-
-    @property
-    def last_look_token(self) -> str | None:
-        token = self.invoice_token or self.admin_token
-        return token.get_secret_value() if token is not None else None
 
 
 @lru_cache
