@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import typer
+from duewise_service.commands import run_consumer, run_relay
 from duewise_service.telemetry import run_worker
 
 from dunning.config import get_settings
 
 app = typer.Typer(help="duewise dunning service", no_args_is_help=True)
 SERVICE_NAME = "duewise-dunning"
-
-
-def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a background process (relay, consumer, scheduler) with logs, traces and metrics (and
-    /metrics, /livez, /readyz on METRICS_PORT), until signalled."""
-    run_worker(SERVICE_NAME, main)
+CONSUMER_GROUP = "dunning"
 
 
 @app.command()
@@ -41,47 +36,22 @@ def api() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
-    from duewise_events.relay import OutboxRelay
-
     from dunning.models import RELAY_LOCK_KEY
 
-    settings = get_settings()
-    outbox_relay = OutboxRelay(
-        settings.plain_database_url,
-        settings.kafka_bootstrap_servers,
-        lock_key=RELAY_LOCK_KEY,
-        enable_idempotence=settings.kafka_enable_idempotence,
-    )
-    _worker(outbox_relay.run)
+    run_relay(SERVICE_NAME, get_settings(), lock_key=RELAY_LOCK_KEY)
 
 
 @app.command()
 def consumer() -> None:
     """Consume invoice.events and risk.events into the projections and schedules until
     SIGTERM/SIGINT."""
-    from duewise_events.consumer import EventConsumer
-    from duewise_service.db import worker_sessions
-
     from dunning.handlers import HANDLERS, TOPICS
     from dunning.main import init_clock
     from dunning.models import INBOX_TABLE
 
     settings = get_settings()
     init_clock(settings)
-
-    async def main(stop: asyncio.Event) -> None:
-        async with worker_sessions(settings.sqlalchemy_url) as sessions:
-            await EventConsumer(
-                name="dunning",
-                topics=TOPICS,
-                handlers=HANDLERS,
-                session_factory=sessions,
-                inbox=INBOX_TABLE,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                enable_idempotence=settings.kafka_enable_idempotence,
-            ).run(stop)
-
-    _worker(main)
+    run_consumer(SERVICE_NAME, settings, TOPICS, HANDLERS, INBOX_TABLE, group=CONSUMER_GROUP)
 
 
 @app.command()
@@ -119,7 +89,7 @@ def scheduler() -> None:
         finally:
             await last_look.aclose()
 
-    _worker(main)
+    run_worker(SERVICE_NAME, main)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,17 @@ Also runnable as `python -m invoice.cli <command>`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import typer
-from duewise_service.telemetry import run_worker
+from duewise_service.commands import run_consumer, run_relay
 
 from invoice.config import get_settings
 from invoice.imports.commands import import_app
 
 app = typer.Typer(help="duewise invoice service", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+CONSUMER_GROUP = "invoice"
 
 
 @app.command()
@@ -57,53 +57,32 @@ def api() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
-    from duewise_events.relay import OutboxRelay
-
+    from invoice.main import SERVICE_NAME
     from invoice.models import RELAY_LOCK_KEY
 
     settings = get_settings()
-    outbox_relay = OutboxRelay(
-        settings.plain_database_url,
-        settings.kafka_bootstrap_servers,
+    typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
+    run_relay(
+        SERVICE_NAME,
+        settings,
         lock_key=RELAY_LOCK_KEY,
-        enable_idempotence=settings.kafka_enable_idempotence,
         pause_before_mark_s=settings.relay_pause_before_mark_s,
     )
-
-    from invoice.main import SERVICE_NAME
-
-    typer.echo(f"invoice relay: publishing to {settings.kafka_bootstrap_servers}")
-    run_worker(SERVICE_NAME, outbox_relay.run)  # logs, traces, metrics, METRICS_PORT
 
 
 @app.command()
 def consumer() -> None:
     """Consume dunning.events (fees become fee invoices) and notify.events (bounces mark
     contacts undeliverable) until SIGTERM/SIGINT."""
-    from duewise_events.consumer import EventConsumer
-    from duewise_service.db import worker_sessions
-
     from invoice.handlers import HANDLERS, TOPICS
     from invoice.main import SERVICE_NAME
     from invoice.models import INBOX_TABLE
 
     settings = get_settings()
-
-    async def main(stop: asyncio.Event) -> None:
-        bootstrap = settings.kafka_bootstrap_servers
-        typer.echo(f"invoice consumer: reading {', '.join(TOPICS)} from {bootstrap}")
-        async with worker_sessions(settings.sqlalchemy_url) as sessions:
-            await EventConsumer(
-                name="invoice",
-                topics=TOPICS,
-                handlers=HANDLERS,
-                session_factory=sessions,
-                inbox=INBOX_TABLE,
-                bootstrap_servers=bootstrap,
-                enable_idempotence=settings.kafka_enable_idempotence,
-            ).run(stop)
-
-    run_worker(SERVICE_NAME, main)  # logs, traces, metrics, METRICS_PORT
+    typer.echo(
+        f"invoice consumer: reading {', '.join(TOPICS)} from {settings.kafka_bootstrap_servers}"
+    )
+    run_consumer(SERVICE_NAME, settings, TOPICS, HANDLERS, INBOX_TABLE, group=CONSUMER_GROUP)
 
 
 if __name__ == "__main__":

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import typer
+from duewise_service.commands import run_consumer, run_relay
 from duewise_service.telemetry import run_worker
 
 from notify.config import Settings, get_settings
 
 app = typer.Typer(help="duewise notify service", no_args_is_help=True)
 SERVICE_NAME = "duewise-notify"
+CONSUMER_GROUP = "notify"
 #: What the consumer reads: every fact it words messages from, and its own events (webhooks).
 CONSUMED_TOPICS = ("invoice.events", "dunning.events", "risk.events", "notify.events")
-
-
-def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a background process (relay, consumer, sender) with logs, traces and metrics (and
-    /metrics, /livez, /readyz on METRICS_PORT), until signalled."""
-    run_worker(SERVICE_NAME, main)
 
 
 @app.command()
@@ -49,44 +44,20 @@ def api() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
-    from duewise_events.relay import OutboxRelay
-
     from notify.models import RELAY_LOCK_KEY
 
-    settings = get_settings()
-    outbox_relay = OutboxRelay(
-        settings.plain_database_url,
-        settings.kafka_bootstrap_servers,
-        lock_key=RELAY_LOCK_KEY,
-        enable_idempotence=settings.kafka_enable_idempotence,
-    )
-    _worker(outbox_relay.run)
+    run_relay(SERVICE_NAME, get_settings(), lock_key=RELAY_LOCK_KEY)
 
 
 @app.command()
 def consumer() -> None:
     """Consume the events notify reacts to into projections and messages until signalled."""
-    from duewise_events.consumer import EventConsumer
-    from duewise_service.db import worker_sessions
-
     from notify.handlers import HANDLERS
     from notify.models import INBOX_TABLE
 
-    settings = get_settings()
-
-    async def main(stop: asyncio.Event) -> None:
-        async with worker_sessions(settings.sqlalchemy_url) as sessions:
-            await EventConsumer(
-                name="notify",
-                topics=list(CONSUMED_TOPICS),
-                handlers=HANDLERS,
-                session_factory=sessions,
-                inbox=INBOX_TABLE,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                enable_idempotence=settings.kafka_enable_idempotence,
-            ).run(stop)
-
-    _worker(main)
+    run_consumer(
+        SERVICE_NAME, get_settings(), CONSUMED_TOPICS, HANDLERS, INBOX_TABLE, group=CONSUMER_GROUP
+    )
 
 
 def build_sender_parts(settings: Settings):  # type: ignore[no-untyped-def]
@@ -147,7 +118,7 @@ def sender() -> None:
             await email.aclose()
             await last_look.aclose()
 
-    _worker(main)
+    run_worker(SERVICE_NAME, main)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 
 import typer
+from duewise_service.commands import run_relay
 from duewise_service.telemetry import run_worker
 
 from risk.config import get_settings
@@ -14,12 +14,6 @@ from risk.config import get_settings
 app = typer.Typer(help="duewise risk service", no_args_is_help=True)
 SERVICE_NAME = "duewise-risk"
 CONSUMER_GROUP = "risk"
-
-
-def _worker(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a background process (relay, consumer) with logs, traces and metrics (and
-    /metrics, /livez, /readyz on METRICS_PORT), until signalled."""
-    run_worker(SERVICE_NAME, main)
 
 
 @app.command()
@@ -43,18 +37,9 @@ def api() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows (signals, score changes) to Kafka until SIGTERM/SIGINT."""
-    from duewise_events.relay import OutboxRelay
-
     from risk.models import RELAY_LOCK_KEY
 
-    settings = get_settings()
-    outbox_relay = OutboxRelay(
-        settings.plain_database_url,
-        settings.kafka_bootstrap_servers,
-        lock_key=RELAY_LOCK_KEY,
-        enable_idempotence=settings.kafka_enable_idempotence,
-    )
-    _worker(outbox_relay.run)
+    run_relay(SERVICE_NAME, get_settings(), lock_key=RELAY_LOCK_KEY)
 
 
 @app.command()
@@ -83,7 +68,7 @@ def consumer() -> None:
                 partition_concurrency=at_once,
             ).run(stop)
 
-    _worker(main)
+    run_worker(SERVICE_NAME, main)
 
 
 @app.command()
