@@ -353,8 +353,8 @@ def test_every_pod_runs_as_its_service_account_without_a_token(objs: tuple[Obj, 
 
 # --- autoscaling ------------------------------------------------------------------------------
 
-# The consumer group each service's consumer joins: the `name=` its cli.py gives EventConsumer
-# (risk's is the CONSUMER_GROUP constant); checked against the source below.
+# The consumer group each service's consumer joins: the CONSUMER_GROUP constant of its cli.py
+# (or a literal `name=` given to EventConsumer there); checked against the source below.
 CONSUMER_GROUPS = {"invoice": "invoice", "dunning": "dunning", "risk": "risk", "notify": "notify"}
 
 
