@@ -52,7 +52,9 @@ class InvoiceApiLastLook:
     """`GET {INVOICE_API_URL}/v1/invoices?id=…&id=…`: one request per reminder (per 200 ids).
 
     One request for a whole reminder instead of one per invoice: each request costs the
-    invoice API and the sender more CPU than the rows it reads."""
+    invoice API and the sender more CPU than the rows it reads (reminders of 12 invoices,
+    bench/notify_bench's reminder run: sender 42-44 -> 6.9 CPU ms, invoice API 64-65 -> 6.3
+    CPU ms per reminder)."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
