@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import random
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from rich.console import Console
 from bench import dunning_seed
 from bench.cpu import CpuMeter, share
 from bench.report import Row, machine, markdown, now_utc, print_table, verdict
+from bench.runner import run_bench
 from bench.stack import PARTITIONS, TOPIC, BenchSetupError, Log, Stack, _stop_process, make_work_dir
 
 RESULTS = Path(__file__).parent / "results" / "dunning-latest.md"
@@ -573,23 +573,7 @@ def _notes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, console)
-
-    try:
-        return asyncio.run(guarded())
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    except asyncio.CancelledError:
-        print("terminated; everything started was stopped", file=sys.stderr)
-        return 143
+    return run_bench(run, _args(argv))
 
 
 if __name__ == "__main__":

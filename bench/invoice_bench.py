@@ -25,7 +25,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, replace
@@ -41,6 +40,7 @@ from bench.cpu import CpuMeter, share, tree_cpu
 from bench.load import Job, Result
 from bench.outbox import wait_drained
 from bench.report import Row, machine, markdown, now_utc, pct, print_table, verdict
+from bench.runner import run_bench
 from bench.stack import PARTITIONS, TOPIC, Log, Stack, make_work_dir
 
 RESULTS = Path(__file__).parent / "results" / "latest.md"
@@ -400,25 +400,7 @@ def _post_rows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    # Wide enough for the table when piped to a file (rich defaults to 80 columns there).
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        # SIGTERM like Ctrl-C: cancel, so that `finally` stops every process started.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, console)
-
-    try:
-        return asyncio.run(guarded())
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    except asyncio.CancelledError:
-        print("terminated; everything started was stopped", file=sys.stderr)
-        return 143
+    return run_bench(run, _args(argv))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import os
 import random
 import re
 import resource
-import signal
 import sys
 import time
 import uuid
@@ -52,6 +51,7 @@ from bench import bulk_import
 from bench.cpu import CpuMeter, share
 from bench.load import percentiles
 from bench.report import Row, machine, markdown, now_utc, pct, print_table, verdict
+from bench.runner import run_bench
 from bench.stack import BenchSetupError, Log, Stack, _stop_process, make_work_dir
 
 RESULTS = Path(__file__).parent / "results" / "notify-latest"
@@ -945,23 +945,7 @@ def _notes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, console)
-
-    try:
-        return asyncio.run(guarded())
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    except asyncio.CancelledError:
-        print("terminated; everything started was stopped", file=sys.stderr)
-        return 143
+    return run_bench(run, _args(argv), width=160)
 
 
 if __name__ == "__main__":

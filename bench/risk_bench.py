@@ -24,7 +24,6 @@ import os
 import random
 import resource
 import secrets
-import signal
 import sys
 import time
 import uuid
@@ -40,6 +39,7 @@ from duewise_events.envelope import Envelope
 from rich.console import Console
 
 from bench.report import Row, machine, markdown, now_utc, pct, print_table, verdict
+from bench.runner import run_bench
 from bench.stack import PARTITIONS, TOPIC, BenchSetupError, Log, Stack, _stop_process, make_work_dir
 
 RESULTS = Path(__file__).parent / "results" / "risk-latest.md"
@@ -239,7 +239,9 @@ async def live_consume(url: str, env: dict[str, str], n: int, log_dir: Path, log
                 log(f"  consumer: {done:,} of {n:,} applied")
                 next_log += 10
         cpu = _proc_cpu(proc.pid)
-        first, last = await conn.fetchrow("SELECT min(processed_at), max(processed_at) FROM inbox")
+        span = await conn.fetchrow("SELECT min(processed_at), max(processed_at) FROM inbox")
+        assert span is not None  # an aggregate always answers one row
+        first, last = span
         wall = (last - first).total_seconds()
         profiles = await conn.fetchval(
             "SELECT count(*) FROM customer_profile WHERE score IS NOT NULL"
@@ -410,20 +412,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, console)
-
-    try:
-        return asyncio.run(guarded())
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+    return run_bench(run, _args(argv))
 
 
 if __name__ == "__main__":
