@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from duewise_service.auth import Principal
 from duewise_service.db import SessionDep
-from duewise_service.problems import DomainError
+from duewise_service.portfolio import bound_to_portfolio, not_in_portfolio, outside_portfolio
 from fastapi import Request
 from sqlalchemy import Table, select
 
@@ -41,10 +40,6 @@ _LISTS = {"/v1/promises", "/v1/pauses", "/v1/stages"}
 _BODY_WRITES = {"/v1/promises", "/v1/pauses"}
 
 
-def _bound(principal: Principal) -> bool:
-    return principal.role == "collector" and principal.subject is not None
-
-
 async def _body(request: Request) -> dict[str, Any]:
     """The JSON body, or {} when it is not an object (the route's validation answers that)."""
     try:
@@ -58,17 +53,12 @@ async def portfolio_guard(
     request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> None:
     """404 for another portfolio's customer, 403 for a list wider than the caller's own."""
-    if not _bound(principal):
+    if not bound_to_portfolio(principal):
         return
     path, query = request.url.path.rstrip("/"), request.query_params
     customer_ids = {str(c) for c in query.getlist("customer_id")}
     if path in _LISTS and request.method == "GET" and not customer_ids:
-        raise DomainError(
-            403,
-            "Outside your portfolio",
-            "name a customer of your portfolio: customer_id=…",
-            code="outside-portfolio",
-        )
+        raise outside_portfolio("name a customer of your portfolio: customer_id=…")
     if cid := request.path_params.get("customer_id"):
         customer_ids.add(str(cid))
     invoice_ids: set[str] = set()
@@ -108,4 +98,4 @@ async def portfolio_guard(
         owners = {customer_id: owner for customer_id, owner in rows}
     for cid in sorted(customer_ids):
         if owners.get(cid) != principal.subject:
-            raise DomainError(404, "Customer not found", f"no customer {cid!r}", code="not-found")
+            raise not_in_portfolio(cid)

@@ -15,9 +15,8 @@ not portfolio-bound.
 
 from __future__ import annotations
 
-from duewise_service.auth import Principal
 from duewise_service.db import SessionDep
-from duewise_service.problems import DomainError
+from duewise_service.portfolio import bound_to_portfolio, not_in_portfolio, outside_portfolio
 from fastapi import Request
 from sqlalchemy import Table, select
 
@@ -41,29 +40,21 @@ _CUSTOMER = _table(Customer)
 _LISTS = {"/v1/invoices", "/v1/payments", "/v1/disputes"}
 
 
-def _bound(principal: Principal) -> bool:
-    return principal.role == "collector" and principal.subject is not None
-
-
-def _forbidden(detail: str) -> DomainError:
-    return DomainError(403, "Outside your portfolio", detail, code="outside-portfolio")
-
-
 async def portfolio_guard(
     request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> None:
     """404 for another portfolio's customer, 403 for a list wider than the caller's own."""
-    if not _bound(principal):
+    if not bound_to_portfolio(principal):
         return
     path, query = request.url.path.rstrip("/"), request.query_params
     if path == "/v1/customers" and request.method == "GET":
         if query.get("owner") != principal.subject:
-            raise _forbidden(f"list your own portfolio: owner={principal.subject}")
+            raise outside_portfolio(f"list your own portfolio: owner={principal.subject}")
         return
     if path.startswith("/v1/reports"):
-        raise _forbidden("portfolio-wide reports are for admins and systems")
+        raise outside_portfolio("portfolio-wide reports are for admins and systems")
     if path in _LISTS and request.method == "GET" and not query.get("customer_id"):
-        raise _forbidden("name a customer of your portfolio: customer_id=…")
+        raise outside_portfolio("name a customer of your portfolio: customer_id=…")
 
     customer_ids: set[str] = set()
     if cid := request.path_params.get("customer_id"):
@@ -81,6 +72,4 @@ async def portfolio_guard(
         for cid in customer_ids:
             owner = await session.scalar(select(_CUSTOMER.c.owner).where(_CUSTOMER.c.id == cid))
             if owner != principal.subject:
-                raise DomainError(
-                    404, "Customer not found", f"no customer {cid!r}", code="not-found"
-                )
+                raise not_in_portfolio(cid)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from duewise_service.auth import Principal
 from duewise_service.db import SessionDep
-from duewise_service.problems import DomainError
+from duewise_service.portfolio import bound_to_portfolio, not_in_portfolio, outside_portfolio
 from fastapi import Depends, Request
 from sqlalchemy import Table, select
 
@@ -31,14 +31,11 @@ async def portfolio_guard(
     principal: Annotated[Principal, Depends(AUTH.current_principal)],
 ) -> None:
     """404 for another portfolio's customer, 403 for a list of everyone's."""
-    if principal.role != "collector" or principal.subject is None:
+    if not bound_to_portfolio(principal):
         return
     if request.url.path.rstrip("/") in _PORTFOLIO_WIDE:
-        raise DomainError(
-            403,
-            "Outside your portfolio",
-            "lists across every portfolio are for admins and systems; use /v1/worklist",
-            code="outside-portfolio",
+        raise outside_portfolio(
+            "lists across every portfolio are for admins and systems; use /v1/worklist"
         )
     customer_id = request.path_params.get("customer_id")
     if customer_id is None:
@@ -48,6 +45,4 @@ async def portfolio_guard(
             select(_WORKLIST.c.owner).where(_WORKLIST.c.customer_id == str(customer_id))
         )
     if owner != principal.subject:
-        raise DomainError(
-            404, "Customer not found", f"no customer {customer_id!r}", code="not-found"
-        )
+        raise not_in_portfolio(str(customer_id))
